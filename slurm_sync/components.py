@@ -1,0 +1,141 @@
+"""The offering's components (config-components.yaml) and Waldur <-> SLURM unit conversion.
+
+Format (the seed's, plus ``unit_factor``)::
+
+    cpu:                      # key = SLURM TRES type; "gres/gpu" for a GRES
+      limit: 10               # default limit in Waldur units (used for usage components)
+      measured_unit: k-Hours
+      accounting_type: usage  # usage | limit
+      label: CPU
+      unit_factor: 60000      # SLURM TRES-minutes per Waldur unit (default 1); mem counts MB
+
+The Waldur component type is the key without its ``gres/`` prefix. All arithmetic is Decimal.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import yaml
+
+ACCOUNTING_TYPES = ("usage", "limit")
+_TRES_KEY = re.compile(r"^(gres/)?[a-z][a-z0-9_]{0,31}$")
+
+
+class ComponentsConfigError(ValueError):
+    """config-components.yaml is unreadable or an entry is malformed."""
+
+
+@dataclass(frozen=True)
+class Component:
+    tres: str  # SLURM TRES name: cpu, mem, gres/gpu
+    measured_unit: str
+    accounting_type: str
+    label: str
+    limit: Optional[Decimal] = None
+    unit_factor: Decimal = Decimal(1)
+
+    @property
+    def type(self) -> str:
+        """The Waldur component type."""
+        return self.tres[len("gres/"):] if self.tres.startswith("gres/") else self.tres
+
+    def to_slurm_minutes(self, amount: Any) -> int:
+        """Waldur units -> SLURM TRES-minutes, rounded down so a read-back never exceeds the order."""
+        return int((_decimal(amount) * self.unit_factor).to_integral_value(rounding=ROUND_DOWN))
+
+    def to_waldur_units(self, tres_minutes: Any) -> Decimal:
+        """SLURM TRES-minutes (mem in MB) -> Waldur units, unrounded."""
+        return _decimal(tres_minutes) / self.unit_factor
+
+
+@dataclass(frozen=True)
+class Components:
+    """The configured components, by TRES name, in file order."""
+
+    items: Tuple[Component, ...]
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def by_type(self) -> Dict[str, Component]:
+        return {c.type: c for c in self.items}
+
+    def by_tres(self) -> Dict[str, Component]:
+        return {c.tres: c for c in self.items}
+
+
+def _decimal(value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise InvalidOperation(value)
+    result = Decimal(str(value).strip())
+    if not result.is_finite():
+        raise InvalidOperation(value)
+    return result
+
+
+def _parse_entry(path: str, key: Any, raw: Any) -> Component:
+    def fail(problem: str) -> ComponentsConfigError:
+        return ComponentsConfigError(f"{path}: component {key!r}: {problem}")
+
+    if not isinstance(key, str) or not _TRES_KEY.match(key):
+        raise fail("the key must be a SLURM TRES type such as cpu, mem or gres/gpu")
+    if not isinstance(raw, Mapping):
+        raise fail(f"expected a mapping of settings, got {type(raw).__name__}")
+    unknown = set(raw) - {"limit", "measured_unit", "accounting_type", "label", "unit_factor"}
+    if unknown:
+        raise fail(f"unknown setting(s) {', '.join(sorted(map(str, unknown)))}")
+    accounting_type = raw.get("accounting_type")
+    if accounting_type not in ACCOUNTING_TYPES:
+        raise fail(f"accounting_type must be one of {', '.join(ACCOUNTING_TYPES)}, got {accounting_type!r}")
+    for text_field in ("measured_unit", "label"):
+        if not isinstance(raw.get(text_field, ""), str):
+            raise fail(f"{text_field} must be a string")
+    limit = None
+    if raw.get("limit") is not None:
+        try:
+            limit = _decimal(raw["limit"])
+        except (InvalidOperation, ValueError):
+            raise fail(f"limit must be a number, got {raw['limit']!r}") from None
+        if limit < 0:
+            raise fail(f"limit must not be negative, got {raw['limit']!r}")
+    try:
+        unit_factor = _decimal(raw.get("unit_factor", 1))
+    except (InvalidOperation, ValueError):
+        raise fail(f"unit_factor must be a number, got {raw.get('unit_factor')!r}") from None
+    if unit_factor <= 0:
+        raise fail(f"unit_factor must be positive, got {raw.get('unit_factor')!r}")
+    return Component(
+        tres=key,
+        measured_unit=raw.get("measured_unit", "") or "",
+        accounting_type=accounting_type,
+        label=raw.get("label") or key,
+        limit=limit,
+        unit_factor=unit_factor,
+    )
+
+
+def parse_components(data: Any, path: str = "<components>") -> Components:
+    if not isinstance(data, Mapping) or not data:
+        raise ComponentsConfigError(f"{path}: expected a non-empty mapping of TRES type -> settings")
+    items = tuple(_parse_entry(path, key, raw) for key, raw in data.items())
+    types = [c.type for c in items]
+    duplicated = sorted({t for t in types if types.count(t) > 1})
+    if duplicated:
+        raise ComponentsConfigError(f"{path}: component type(s) {', '.join(duplicated)} defined twice")
+    return Components(items)
+
+
+def load_components(path: "str | Path") -> Components:
+    path = str(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except OSError as error:
+        raise ComponentsConfigError(f"{path}: cannot read: {error.strerror or error}") from None
+    except yaml.YAMLError as error:
+        raise ComponentsConfigError(f"{path}: not valid YAML: {error}") from None
+    return parse_components(data, path)
