@@ -21,6 +21,7 @@ class Association:
     parent: str = ""  # parent account of an account association; "" for user rows and root
     grp_tres_mins: Mapping[str, int] = field(default_factory=dict)  # TRES -> minutes; mem in MB
     is_default: bool = False  # for user rows: this account is the user's DefaultAccount
+    description: str = ""  # account rows: the account's Description (slurm-sync writes its ownership mark here)
 
 
 @dataclass(frozen=True)
