@@ -1,0 +1,88 @@
+"""SLURM names from Waldur data: safe, bounded, deterministic, unique.
+
+Only names reduced to ``[a-z0-9_-]`` and a bounded length may reach sacctmgr: hostile names
+passed as plain arguments crashed slurmdbd on this project's bed (see shared/reference/slurm.md).
+Account names are derived, never taken raw; user names cannot be derived (they are logins), so
+they are validated and refused when unsafe.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from typing import Collection, Optional
+
+ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+RESERVED_USERS = frozenset({"root", "slurm", "daemon", "bin", "sys", "nobody", "munge", "mysql"})
+SUFFIX_LEN = 6
+MAX_SOURCE_CHARS = 256  # longer input is cut before any work: 10 kB slugs exist in the wild
+
+
+class NamingError(ValueError):
+    """A name that cannot be made safe; the message is meant for the order's error_message."""
+
+
+def _clean(text: str) -> str:
+    """Fold to ASCII lower case and replace every run of other characters by one '-'."""
+    text = unicodedata.normalize("NFKD", str(text)[:MAX_SOURCE_CHARS])
+    text = text.encode("ascii", "ignore").decode("ascii").lower()
+    text = re.sub(r"[^a-z0-9_]+", "-", text)
+    return text.strip("-_")
+
+
+def stable_suffix(key: str) -> str:
+    """A short suffix that is the same for the same key (a Waldur uuid) on every run."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:SUFFIX_LEN]
+
+
+def account_name(prefix: str, source: str, uuid: str, max_len: int, *, force_suffix: bool = False) -> str:
+    """``prefix`` + cleaned ``source``, cut to ``max_len``.
+
+    When cleaning or cutting changed the source (or ``force_suffix``), a stable suffix from the
+    object's uuid keeps two different objects from meeting on one name.
+    """
+    if not uuid:
+        raise NamingError("cannot name a SLURM account for an object without a uuid")
+    cleaned = _clean(source or "")
+    base = prefix + cleaned
+    changed = force_suffix or not cleaned or cleaned != str(source) or len(base) > max_len
+    if not changed:
+        return base
+    room = max_len - SUFFIX_LEN - 1
+    head = base[:room].rstrip("-_") if room > 0 else ""
+    name = f"{head}-{stable_suffix(uuid)}" if head else f"{prefix}{stable_suffix(uuid)}"[:max_len]
+    if not ACCOUNT_NAME.match(name):  # prefix alone could start with '_' or '-'
+        name = "a" + name[1:]
+    return name
+
+
+def allocation_name(prefix: str, source: str, uuid: str, max_len: int, taken: Collection[str] = ()) -> str:
+    """Like :func:`account_name`, plus the stable suffix when the name is taken by another allocation."""
+    name = account_name(prefix, source, uuid, max_len)
+    if name in taken:
+        name = account_name(prefix, source, uuid, max_len, force_suffix=True)
+    return name
+
+
+def check_account_name(name: Optional[str]) -> str:
+    """Validate a name read back from Waldur (a backend_id) before it is trusted."""
+    if not isinstance(name, str) or not ACCOUNT_NAME.match(name):
+        raise NamingError(f"backend_id {_quoted(name)} is not a safe SLURM account name ([a-z0-9_-], at most 64)")
+    return name
+
+
+def check_user_name(name: Optional[str]) -> str:
+    """A team member's login must already be safe: it names a real user, so it is never rewritten."""
+    if not isinstance(name, str) or not USER_NAME.match(name):
+        raise NamingError(
+            f"offering user name {_quoted(name)} is not a valid SLURM user name "
+            "(lower-case letters, digits, _ and -, starting with a letter or _, at most 32)")
+    if name in RESERVED_USERS:
+        raise NamingError(f"offering user name {name!r} is a reserved system account")
+    return name
+
+
+def _quoted(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "...'"
