@@ -1,0 +1,2 @@
+"""Endpoint handlers; importing this package registers every route."""
+from . import offerings, orders, resources, slurm_remote, usages  # noqa: F401
