@@ -1,0 +1,295 @@
+"""Read a billing window's accounting: ONE sacct call for all accounts, parsed as a stream.
+
+``sacct --allocations`` gives one row per job allocation (no steps), ``--truncate`` clips
+Start/End to the window, ``--parsable2 --noheader`` gives ``|``-separated fields. sacct runs
+with ``TZ=UTC`` and ``SLURM_TIME_FORMAT=standard`` so the zone-less times it prints are UTC.
+
+The command is run through a :data:`LineSource` (argv -> iterator of output lines) so the
+parser is tested on recorded lines and the process can be local or in a container. Lines are
+parsed one at a time: 100,000 rows never sit in memory as text. A line that cannot be
+trusted is logged with its text and skipped; the others still count. A failed sacct (non-zero
+exit, timeout) raises :class:`SacctError` after the lines: the caller must not report a
+partial month.
+"""
+from __future__ import annotations
+
+import logging
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from slurm_sync.billing import UTC, aware
+from slurm_sync.slurm.model import JobRecord
+
+log = logging.getLogger(__name__)
+
+LineSource = Callable[[List[str]], Iterator[str]]
+"""Runs argv and yields its stdout line by line; raises :class:`SacctError` if it fails."""
+
+TRES_SOURCES = {"alloc": "AllocTRES", "req": "ReqTRES"}
+FIELDS = ("JobID", "Account", "User", "Start", "End", "State", "Elapsed")  # + the TRES field
+SACCT_ENV = {"TZ": "UTC", "SLURM_TIME_FORMAT": "standard"}
+
+# Linux caps ONE argument at MAX_ARG_STRLEN = 32 pages = 131072 bytes (the whole argv+env at
+# ARG_MAX, 2 MiB here). sacct itself takes any number of accounts. Stay well under the cap.
+MAX_ACCOUNTS_ARG_BYTES = 100_000
+
+_MEM_TO_MB = {"": Decimal(1), "K": Decimal(1) / 1024, "M": Decimal(1), "G": Decimal(1024),
+              "T": Decimal(1024 * 1024), "P": Decimal(1024 ** 3)}
+_MEM_TRES = ("mem", "vmem")
+_NOT_STARTED = ("", "Unknown", "None")
+
+
+class SacctError(RuntimeError):
+    """sacct failed or timed out: its output is incomplete."""
+
+
+class MalformedLine(ValueError):
+    """A sacct line that cannot be trusted."""
+
+
+# ---- the command -------------------------------------------------------------------
+
+def sacct_argvs(
+    accounts: Iterable[str],
+    start: datetime,
+    end: datetime,
+    tres_source: str = "alloc",
+    sacct: str = "sacct",
+    max_arg_bytes: int = MAX_ACCOUNTS_ARG_BYTES,
+) -> List[List[str]]:
+    """The sacct command line(s) for ``accounts`` over ``[start, end)``.
+
+    One command unless the ``--accounts=`` argument would pass ``max_arg_bytes`` (some
+    thousands of accounts); then one per chunk. Chunks are disjoint: a job has one account.
+    Times are sent as UTC, matching the ``TZ=UTC`` sacct runs with.
+    """
+    if tres_source not in TRES_SOURCES:
+        raise ValueError(f"tres_source must be one of {', '.join(TRES_SOURCES)}, got {tres_source!r}")
+    names = sorted({a.lower() for a in accounts})  # slurmdbd keeps names in lower case
+    fields = ",".join(FIELDS + (TRES_SOURCES[tres_source],))
+    base = [
+        sacct, "--allocations", "--allusers", "--truncate", "--parsable2", "--noheader",
+        "--noconvert", f"--starttime={_sacct_time(start)}", f"--endtime={_sacct_time(end)}",
+        f"--format={fields}",
+    ]
+    return [base + ["--accounts=" + ",".join(chunk)] for chunk in _chunks(names, max_arg_bytes)]
+
+
+def _chunks(names: Sequence[str], max_bytes: int) -> Iterator[List[str]]:
+    chunk: List[str] = []
+    size = len("--accounts=")
+    for name in names:
+        cost = len(name.encode()) + 1
+        if chunk and size + cost > max_bytes:
+            yield chunk
+            chunk, size = [], len("--accounts=")
+        chunk.append(name)
+        size += cost
+    if chunk:
+        yield chunk
+
+
+def _sacct_time(moment: datetime) -> str:
+    return aware(moment).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+# ---- running it ----------------------------------------------------------------------
+
+class PopenLines:
+    """Default :data:`LineSource`: a process started from an argv list (no shell), one deadline.
+
+    The command runs as ``env TZ=UTC SLURM_TIME_FORMAT=standard sacct ...`` so the zone reaches
+    sacct natively and under ``docker exec`` alike. ``executor`` (a NativeExecutor or
+    DockerExecutor) supplies ``wrap()`` and its process ``counter``; without it the command
+    runs on this host. stderr goes to a temporary file (a pipe could fill and stall sacct).
+    Past ``timeout`` seconds the process is killed and :class:`SacctError` raised.
+    """
+
+    def __init__(self, timeout: Optional[float] = 600, executor: Optional[object] = None):
+        self.timeout = timeout
+        self.executor = executor
+        self.calls = 0
+
+    def command(self, argv: List[str]) -> List[str]:
+        full = ["env", *(f"{k}={v}" for k, v in SACCT_ENV.items()), *argv]
+        return self.executor.wrap(full) if self.executor is not None else full  # type: ignore[attr-defined]
+
+    def __call__(self, argv: List[str]) -> Iterator[str]:
+        full = self.command(argv)
+        self.calls += 1
+        if self.executor is not None and hasattr(self.executor, "counter"):
+            self.executor.counter += 1  # type: ignore[attr-defined]
+        log.debug("streaming %s", full)
+        with tempfile.TemporaryFile() as stderr:
+            try:
+                process = subprocess.Popen(
+                    full, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL,
+                    text=True, encoding="utf-8", errors="replace",
+                )
+            except OSError as error:
+                raise SacctError(f"cannot run {argv[0]}: {error.strerror or error}") from None
+            timed_out = threading.Event()
+
+            def kill() -> None:
+                timed_out.set()
+                process.kill()
+
+            timer = threading.Timer(self.timeout, kill) if self.timeout else None
+            if timer:
+                timer.daemon = True
+                timer.start()
+            try:
+                assert process.stdout is not None
+                for line in process.stdout:
+                    yield line
+                returncode = process.wait()
+            finally:
+                if timer:
+                    timer.cancel()
+                if process.poll() is None:  # the consumer stopped early
+                    process.kill()
+                    process.wait()
+                process.stdout.close()  # type: ignore[union-attr]
+            if timed_out.is_set():
+                raise SacctError(f"{argv[0]} timed out after {self.timeout} s")
+            if returncode != 0:
+                stderr.seek(0)
+                message = stderr.read(4000).decode("utf-8", "replace").strip()
+                raise SacctError(f"{argv[0]} exited {returncode}: {message}")
+
+
+# ---- parsing ----------------------------------------------------------------------------
+
+@dataclass
+class ParseStats:
+    lines: int = 0
+    records: int = 0
+    skipped: int = 0  # malformed, logged
+    not_started: int = 0  # pending or never ran: no usage
+
+
+def read_jobs(
+    accounts: Iterable[str],
+    start: datetime,
+    end: datetime,
+    *,
+    tres_source: str = "alloc",
+    lines: Optional[LineSource] = None,
+    stats: Optional[ParseStats] = None,
+    sacct: str = "sacct",
+) -> Iterator[JobRecord]:
+    """Job records of ``accounts`` in ``[start, end)``: one sacct call (per account chunk)."""
+    source = lines or PopenLines()
+    for argv in sacct_argvs(accounts, start, end, tres_source, sacct):
+        yield from parse_lines(source(argv), stats)
+
+
+def parse_lines(lines: Iterable[str], stats: Optional[ParseStats] = None) -> Iterator[JobRecord]:
+    """Parse ``--parsable2 --noheader`` lines of ``FIELDS`` + one TRES field."""
+    stats = stats if stats is not None else ParseStats()
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            continue
+        stats.lines += 1
+        try:
+            record = parse_line(line)
+        except MalformedLine as problem:
+            stats.skipped += 1
+            log.warning("sacct: skipped a malformed line (%s): %r", problem, line)
+            continue
+        if record is None:
+            stats.not_started += 1
+            continue
+        stats.records += 1
+        yield record
+
+
+def parse_line(line: str) -> Optional[JobRecord]:
+    """One line -> a record; None for a job that never started or has nothing to count.
+
+    Raises :class:`MalformedLine` for a line to skip, :class:`SacctError` when the line shows
+    the whole output cannot be trusted.
+    """
+    fields = line.split("|")
+    if len(fields) != len(FIELDS) + 1:
+        raise MalformedLine(f"{len(fields)} fields, expected {len(FIELDS) + 1}")
+    job_id, account, user, start_text, end_text, state, elapsed_text, tres_text = fields
+    if not job_id or not account:
+        raise MalformedLine("empty JobID or Account")
+    if not user:
+        raise MalformedLine("empty User")
+    if start_text in _NOT_STARTED:
+        return None  # pending, or cancelled before it started
+    start = parse_time(start_text)
+    end = None if end_text == "Unknown" else parse_time(end_text)  # Unknown: still running
+    elapsed = parse_elapsed(elapsed_text)
+    if end is not None and end < start:
+        raise MalformedLine("End before Start")
+    tres = parse_tres(tres_text)
+    if not tres and not elapsed:
+        return None  # e.g. cancelled at the instant it started
+    if not tres and elapsed:
+        # Every allocation that ran has cpu/node TRES. None at all is what sacct prints when it
+        # could not fetch the TRES names from slurmdbd: the whole output is suspect, not one line.
+        raise SacctError(f"job {job_id} ran {elapsed} with no TRES: sacct could not resolve TRES "
+                         f"(slurmdbd unreachable?); not reporting a partial window")
+    return JobRecord(job_id=job_id, account=account, user=user, start=start, end=end,
+                     tres=tres, state=state.split(" ")[0])
+
+
+def parse_time(text: str) -> datetime:
+    """``YYYY-MM-DDTHH:MM:SS`` as sacct prints it under TZ=UTC -> aware UTC datetime."""
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        raise MalformedLine(f"bad time {text!r}") from None
+
+
+def parse_elapsed(text: str) -> timedelta:
+    """``[D-][HH:]MM:SS`` -> timedelta."""
+    try:
+        days, _, clock = text.rpartition("-")
+        parts = [int(p) for p in clock.split(":")]
+        if len(parts) == 2:
+            parts.insert(0, 0)
+        hours, minutes, seconds = parts
+        if days and int(days) < 0 or not (0 <= minutes < 60 and 0 <= seconds < 60 and hours >= 0):
+            raise ValueError
+        return timedelta(days=int(days or 0), hours=hours, minutes=minutes, seconds=seconds)
+    except ValueError:
+        raise MalformedLine(f"bad Elapsed {text!r}") from None
+
+
+def parse_tres(text: str) -> Dict[str, Decimal]:
+    """``billing=1,cpu=2,mem=100M,node=1,gres/gpu=2`` -> {name: Decimal}; mem in MB.
+
+    Every well-formed pair is kept, configured or not (usage ignores the others). Typed
+    GRES (``gres/gpu:a100``) are dropped: the untyped ``gres/gpu`` already counts them.
+    """
+    result: Dict[str, Decimal] = {}
+    if not text:
+        return result
+    for pair in text.split(","):
+        name, sep, value = pair.partition("=")
+        if not sep or not name or not value:
+            raise MalformedLine(f"bad TRES {pair!r}")
+        if name.startswith("gres/") and ":" in name:
+            continue
+        try:
+            if name in _MEM_TRES:
+                unit = value[-1].upper() if value[-1].isalpha() else ""
+                number = Decimal(value[:-1] if unit else value) * _MEM_TO_MB[unit]
+            else:
+                number = Decimal(value)
+        except (InvalidOperation, KeyError):
+            raise MalformedLine(f"bad TRES value {pair!r}") from None
+        if not number.is_finite() or number < 0:
+            raise MalformedLine(f"bad TRES value {pair!r}")
+        result[name] = number
+    return result
