@@ -1,0 +1,73 @@
+"""Render ``sacctmgr load`` flat files (fed on stdin as ``file=/dev/stdin``).
+
+One load is one sacctmgr process: creating many accounts, their limits and user
+associations this way costs about one commit instead of one per command. Every value is
+checked by :mod:`safety` first; free text is quoted with single quotes, which the safe
+alphabet can never contain.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
+
+from . import safety
+from .model import AccountSpec
+
+
+def tres_minutes(limits: Mapping[str, int]) -> str:
+    """{tres: minutes} -> ``cpu=600,gres/gpu=5`` (checked, sorted for stable output)."""
+    checked = safety.limits(limits)
+    return ",".join(f"{key}={checked[key]}" for key in sorted(checked))
+
+
+def _account_line(spec: AccountSpec) -> str:
+    safety.owned_account(spec.name)
+    parts = [f"Account - '{spec.name}'"]
+    # sacctmgr fills an empty description/organization with the account name; say it explicitly.
+    parts.append(f"Description='{safety.text(spec.description or spec.name, 'description')}'")
+    parts.append(f"Organization='{safety.text(spec.organization or spec.name, 'organization')}'")
+    if spec.grp_tres_mins:
+        parts.append(f"GrpTRESMins={tres_minutes(spec.grp_tres_mins)}")
+    return ":".join(parts)
+
+
+def render(cluster: str, accounts: Sequence[AccountSpec], users: Iterable[Tuple[str, str]] = ()) -> str:
+    """A load file creating ``accounts`` (parents before children) and ``users`` associations.
+
+    No ``DefaultAccount`` is written, on purpose (measured, 22.05): a user new to SLURM then
+    gets the account it is first listed under as DefaultAccount, and an existing user keeps
+    its default; writing one would move an existing user's default. Beware that ``load``
+    also re-parents an existing account listed under another parent and merges its limits.
+    """
+    safety.name(cluster, "cluster")
+    by_parent: Dict[str, List[AccountSpec]] = {}
+    for spec in accounts:
+        by_parent.setdefault(safety.name(spec.parent, "parent account"), []).append(spec)
+    users_by_account: Dict[str, List[str]] = {}
+    for user, account in users:
+        users_by_account.setdefault(safety.owned_account(account), []).append(safety.name(user, "user"))
+
+    lines = [f"Cluster - '{cluster}'"]
+    created = {spec.name for spec in accounts}
+    emitted: set = set()
+
+    def emit(parent: str) -> None:
+        # A "Parent - P" block may only follow the line that created P: walk the tree downwards.
+        children = by_parent.get(parent, [])
+        members = users_by_account.pop(parent, [])
+        if children or members:
+            lines.append(f"Parent - '{parent}'")
+            lines.extend(_account_line(spec) for spec in children)
+            lines.extend(f"User - '{user}'" for user in members)
+        for spec in children:
+            if spec.name not in emitted:
+                emitted.add(spec.name)
+                emit(spec.name)
+
+    for parent in [p for p in by_parent if p not in created]:
+        emit(parent)
+    if emitted != created:
+        raise ValueError(f"accounts not reachable from an existing parent: {sorted(created - emitted)}")
+    for account in list(users_by_account):  # associations to accounts that exist already
+        emit(account)
+    return "\n".join(lines) + "\n"
+

@@ -1,0 +1,225 @@
+"""The sacctmgr adapter: read the association tree, apply plan operations with few commits.
+
+Each sacctmgr write is one commit costing about half a second on slurmdbd however much it
+changes (shared/reference/slurm.md), so operations are grouped: accounts are created by one
+``load`` fed on stdin, user associations with identical account sets share one ``add user``,
+identical limit sets share one ``modify account``. "Nothing new added/modified/deleted" is
+success: re-applying a plan is a no-op, not an error.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+
+from . import loadfile, safety
+from .executor import CommandResult, NativeExecutor, SlurmCommandError
+from .model import (AddAccounts, AddUsers, Association, CancelJobs, Operation, RemoveAccounts, RemoveUsers,
+                    SetDefaultAccounts, SetLimits)
+from .sacctmgr_parse import ASSOC_FIELDS, USER_FIELDS, parse_associations, parse_default_accounts, parse_tres
+
+logger = logging.getLogger(__name__)
+
+SACCTMGR = "sacctmgr"
+NOTHING = ("Nothing new added", "Nothing modified", "Nothing deleted", "Nothing to change")
+
+
+@dataclass
+class ApplyReport:
+    """What :meth:`SacctmgrClient.apply` ran: every argument list, and how many of them committed."""
+
+    commands: List[List[str]] = field(default_factory=list)
+    commits: int = 0  # sacctmgr writes that changed something
+    unchanged: int = 0  # sacctmgr writes that answered "Nothing ..."
+    seconds: float = 0.0
+
+    @property
+    def processes(self) -> int:
+        return len(self.commands)
+
+
+class SacctmgrClient:
+    def __init__(self, executor: NativeExecutor, timeout: float = 60.0, cluster: Optional[str] = None,
+                 cancel_wait: float = 30.0):
+        self.executor = executor
+        self.cancel_wait = cancel_wait
+        self.timeout = timeout
+        self._cluster = safety.name(cluster, "cluster") if cluster else None
+
+    # ---- reading ------------------------------------------------------------------
+
+    def _read(self, *args: str) -> str:
+        return self.executor.run([SACCTMGR, "-P", "-n", *args], timeout=self.timeout).stdout
+
+    @property
+    def cluster(self) -> str:
+        """The cluster written into load files and ``cluster=`` filters: given, or the only one known."""
+        if self._cluster is None:
+            names = [line.strip() for line in self._read("show", "cluster", "format=Cluster").splitlines()
+                     if line.strip()]
+            if len(names) != 1:
+                raise SlurmCommandError([SACCTMGR, "show", "cluster"], 0,
+                                        message=f"expected one cluster, found {names!r}: configure the cluster name")
+            self._cluster = safety.name(names[0], "cluster")
+        return self._cluster
+
+    def read_associations(self, cluster: Optional[str] = None) -> List[Association]:
+        """All associations (account and user rows), with Descriptions and DefaultAccounts.
+
+        Two reads: ``show account withassoc`` gives every association with its account's
+        Description; DefaultAccount is only printed by ``show user``.
+        """
+        where = ["where", f"cluster={safety.name(cluster, 'cluster')}"] if cluster else []
+        assoc = self._read("show", "account", "withassoc", *where, "format=" + ",".join(ASSOC_FIELDS))
+        users = self._read("show", "user", "format=" + ",".join(USER_FIELDS))
+        return parse_associations(assoc, parse_default_accounts(users))
+
+    def read_tres(self) -> Set[str]:
+        return parse_tres(self._read("show", "tres", "format=Type,Name"))
+
+    # ---- writing ------------------------------------------------------------------
+
+    def apply(self, operations: Sequence[Operation]) -> ApplyReport:
+        """Run ``operations`` in order; raise :class:`SlurmCommandError` at the first real failure."""
+        report = ApplyReport()
+        started = time.monotonic()
+        handlers = {
+            AddAccounts: self._add_accounts, SetLimits: self._set_limits, AddUsers: self._add_users,
+            SetDefaultAccounts: self._set_defaults, RemoveUsers: self._remove_users,
+            CancelJobs: self._cancel_jobs, RemoveAccounts: self._remove_accounts,
+        }
+        try:
+            for operation in operations:
+                handler = handlers.get(type(operation))
+                if handler is None:
+                    raise TypeError(f"unknown plan operation {operation!r}")
+                handler(operation, report)
+        finally:
+            report.seconds = time.monotonic() - started
+        return report
+
+    def _write(self, report: ApplyReport, args: Sequence[str], input: Optional[str] = None) -> CommandResult:
+        argv = [SACCTMGR, "-i", *args]
+        report.commands.append(argv)
+        result = self.executor.run(argv, timeout=self.timeout, input=input, check=False)
+        output = result.stdout + result.stderr
+        if any(marker in output for marker in NOTHING):
+            report.unchanged += 1
+            logger.debug("no change: %s", " ".join(argv))
+            return result
+        if result.returncode != 0:
+            raise SlurmCommandError(argv, result.returncode, result.stdout, result.stderr)
+        report.commits += 1
+        return result
+
+    def _add_accounts(self, op: AddAccounts, report: ApplyReport) -> None:
+        """One ``load`` for the whole tree; see :func:`loadfile.render` for DefaultAccount."""
+        if op.accounts or op.users:
+            text = loadfile.render(self.cluster, op.accounts, op.users)
+            logger.debug("load file:\n%s", text)
+            self._write(report, ["load", "file=/dev/stdin"], input=text)
+
+    def _set_limits(self, op: SetLimits, report: ApplyReport) -> None:
+        groups: Dict[Tuple[Tuple[str, int], ...], List[str]] = {}
+        for account, limits in op.limits:
+            key = tuple(sorted(safety.limits(limits).items()))
+            if key:
+                groups.setdefault(key, []).append(safety.owned_account(account))
+        for key, accounts in groups.items():
+            self._write(report, ["modify", "account", "where", "name=" + ",".join(accounts),
+                                 f"cluster={self.cluster}", "set",
+                                 "GrpTRESMins=" + loadfile.tres_minutes(dict(key))])
+
+    def _add_users(self, op: AddUsers, report: ApplyReport) -> None:
+        for users, accounts in _cross_groups(op.users):
+            self._write(report, ["add", "user", ",".join(users), "account=" + ",".join(accounts),
+                                 f"cluster={self.cluster}"])
+
+    def _set_defaults(self, op: SetDefaultAccounts, report: ApplyReport) -> None:
+        by_account: Dict[str, List[str]] = {}
+        for user, account in op.defaults:
+            by_account.setdefault(safety.owned_account(account, "default account"), []).append(
+                safety.name(user, "user"))
+        for account, users in by_account.items():
+            self._write(report, ["modify", "user", "where", "name=" + ",".join(users),
+                                 f"cluster={self.cluster}", "set", f"DefaultAccount={account}"])
+
+    def _remove_users(self, op: RemoveUsers, report: ApplyReport) -> None:
+        for users, accounts in _cross_groups(op.users):
+            self._write(report, ["remove", "user", "where", "name=" + ",".join(users),
+                                 "account=" + ",".join(accounts), f"cluster={self.cluster}"])
+
+    def _cancel_jobs(self, op: CancelJobs, report: ApplyReport) -> None:
+        """``squeue --accounts=a,b`` then one ``scancel <ids>``; wait until the jobs are gone.
+
+        ``scancel -A a,b`` takes "a,b" as one account name and cancels nothing (measured),
+        and SLURM refuses to remove an account while it still has jobs.
+        """
+        accounts = [safety.owned_account(account) for account in op.accounts]
+        if not accounts:
+            return
+        deadline = time.monotonic() + self.cancel_wait
+        cancelled = False
+        while True:
+            argv = ["squeue", "-h", "-o", "%A", "--accounts=" + ",".join(accounts)]
+            report.commands.append(argv)
+            ids = self.executor.run(argv, timeout=self.timeout).stdout.split()
+            if not ids:
+                return
+            if cancelled and time.monotonic() > deadline:
+                raise SlurmCommandError(argv, 0, message=f"jobs {' '.join(ids)} still queued after cancelling")
+            argv = ["scancel", *ids]
+            report.commands.append(argv)
+            # A job may end between squeue and scancel: scancel then fails for it alone.
+            result = self.executor.run(argv, timeout=self.timeout, check=False)
+            if result.returncode:
+                logger.info("scancel %s: %s", " ".join(ids), result.stderr.strip())
+            cancelled = True
+            time.sleep(0.3)
+
+    def _remove_accounts(self, op: RemoveAccounts, report: ApplyReport) -> None:
+        """Remove user associations first, then the accounts: nothing may be left behind.
+
+        Removing an account leaves its users behind with an empty DefaultAccount and is refused
+        outright when it is some user's default (measured), so: users whose associations all lie
+        in these accounts are removed from the cluster completely; the others lose only these
+        associations (their default must already point elsewhere: SetDefaultAccounts).
+        """
+        accounts = [safety.owned_account(account) for account in op.accounts]
+        if not accounts:
+            return
+        doomed = set(accounts)
+        members = self._read("show", "assoc", "where", "account=" + ",".join(accounts), f"cluster={self.cluster}",
+                             "format=User")
+        users = sorted({safety.name(user, "user") for user in members.split()})
+        if users:
+            rows = self._read("show", "assoc", "where", "user=" + ",".join(users), f"cluster={self.cluster}",
+                              "format=User,Account")
+            elsewhere = {user for user, account in (line.split("|", 1) for line in rows.splitlines() if "|" in line)
+                         if account not in doomed}
+            only_here = [user for user in users if user not in elsewhere]
+            if only_here:
+                self._write(report, ["remove", "user", "where", "name=" + ",".join(only_here),
+                                     f"cluster={self.cluster}"])
+            shared = [user for user in users if user in elsewhere]
+            if shared:
+                self._write(report, ["remove", "user", "where", "name=" + ",".join(shared),
+                                     "account=" + ",".join(accounts), f"cluster={self.cluster}"])
+        # Without cluster=, so the account records go too, not only their associations.
+        self._write(report, ["remove", "account", "where", "name=" + ",".join(accounts)])
+
+
+def _cross_groups(pairs: Iterable[Tuple[str, str]]) -> List[Tuple[List[str], List[str]]]:
+    """(user, account) pairs -> [(users, accounts)] whose cross products are exactly the pairs.
+
+    Accounts with the same set of users share one command (``name=u1,u2 account=a,b`` acts on
+    every combination), which for an allocation's typical membership is one command in all.
+    """
+    users_by_account: Dict[str, Set[str]] = {}
+    for user, account in pairs:
+        users_by_account.setdefault(safety.owned_account(account), set()).add(safety.name(user, "user"))
+    accounts_by_users: Dict[FrozenSet[str], List[str]] = {}
+    for account, users in users_by_account.items():
+        accounts_by_users.setdefault(frozenset(users), []).append(account)
+    return [(sorted(users), accounts) for users, accounts in accounts_by_users.items()]

@@ -1,0 +1,53 @@
+"""Last-line checks on everything the adapter hands to sacctmgr.
+
+The domain already reduces names to the safe alphabet; this is defence in depth. On this
+project's bed, names with newlines, ``|``, backslashes or 200 characters were accepted by
+sacctmgr and then crashed slurmdbd (shared/reference/slurm.md), so nothing else may pass.
+"""
+from __future__ import annotations
+
+import re
+from typing import Mapping
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+TRES = re.compile(r"^(gres/)?[a-z][a-z0-9_]*$")
+TEXT = re.compile(r"^[A-Za-z0-9 _.-]*$")
+TEXT_MAX = 100
+RESERVED_ACCOUNTS = frozenset({"root"})
+
+
+def name(value: object, what: str = "name") -> str:
+    if not isinstance(value, str) or not NAME.match(value):
+        raise ValueError(f"unsafe SLURM {what} {value!r}: must match {NAME.pattern}")
+    return value
+
+
+def owned_account(value: object, what: str = "account") -> str:
+    """An account slurm-sync may create, change, remove or make a user's default: never root."""
+    name(value, what)
+    if value in RESERVED_ACCOUNTS:
+        raise ValueError(f"refusing to use {value!r} as a {what}: it is outside any allocation tree")
+    return value  # type: ignore[return-value]
+
+
+def tres(value: object) -> str:
+    if not isinstance(value, str) or not TRES.match(value) or len(value) > 64:
+        raise ValueError(f"unsafe TRES name {value!r}: must match {TRES.pattern}")
+    return value
+
+
+def limit(value: object, what: str = "limit") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+        raise ValueError(f"invalid {what} {value!r}: must be an int >= -1")
+    return value
+
+
+def limits(values: Mapping[str, int]) -> dict:
+    return {tres(key): limit(minutes, f"limit for {key}") for key, minutes in values.items()}
+
+
+def text(value: object, what: str = "text") -> str:
+    """Descriptions and organizations: short, and only ``[A-Za-z0-9 _.-]`` (no quotes, no ``|``)."""
+    if not isinstance(value, str) or not TEXT.match(value) or len(value) > TEXT_MAX:
+        raise ValueError(f"unsafe SLURM {what} {value!r}: must match {TEXT.pattern}, at most {TEXT_MAX} chars")
+    return value

@@ -1,0 +1,300 @@
+"""sacctmgr adapter: parsing of recorded output, command building (fake executor), and the
+real thing on the test bed (tests marked ``slurm_bed`` need ``-p tests.plugins.slurm_bed``)."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from slurm_sync.slurm import loadfile, safety
+from slurm_sync.slurm.executor import CommandResult, NativeExecutor, SlurmCommandError
+from slurm_sync.slurm.model import (AccountSpec, AddAccounts, AddUsers, Association, CancelJobs, RemoveAccounts,
+                                    RemoveUsers, SetDefaultAccounts, SetLimits)
+from slurm_sync.slurm.sacctmgr import SacctmgrClient, _cross_groups
+from slurm_sync.slurm.sacctmgr_parse import parse_associations, parse_tres, parse_tres_minutes
+
+# `show account withassoc format=Cluster,Account,User,ParentName,Partition,GrpTRESMins,Description`
+RECORDED_ASSOC = """\
+c1|root|||||default root account
+c1|root|root||||default root account
+c1|cust||root|||Customer A
+c1|alloc||cust||cpu=600,gres/gpu=5,mem=1200G|Alloc | with pipe
+c1|alloc|alice||||alloc
+c1|alloc|bob||||alloc
+c1|alloc|bob||gpu|||alloc
+c1|gone||root|||deleted on every cluster
+|orphan|||||no association
+broken|line
+"""
+RECORDED_USERS = "root|root\nalice|alloc\nbob|other\n"
+
+
+def test_parse_tres_minutes_units():
+    assert parse_tres_minutes("cpu=600,mem=1200G,gres/gpu=5") == {"cpu": 600, "mem": 1228800, "gres/gpu": 5}
+    assert parse_tres_minutes("mem=5M,fs/disk=1T,x=2048K") == {"mem": 5, "fs/disk": 1048576, "x": 2}
+    assert parse_tres_minutes("mem=1P") == {"mem": 1024 ** 3}
+    assert parse_tres_minutes("") == {}
+    assert parse_tres_minutes("cpu=abc,mem=7,=3") == {"mem": 7}
+
+
+def test_parse_associations_defensive():
+    result = parse_associations(RECORDED_ASSOC, {"root": "root", "alice": "alloc", "bob": "other"})
+    assert result == [
+        Association("root", description="default root account"),
+        Association("root", "root", is_default=True),
+        Association("cust", parent="root", description="Customer A"),
+        Association("alloc", parent="cust", grp_tres_mins={"cpu": 600, "gres/gpu": 5, "mem": 1228800},
+                    description="Alloc | with pipe"),
+        Association("alloc", "alice", is_default=True),
+        Association("alloc", "bob"),
+        Association("gone", parent="root", description="deleted on every cluster"),
+    ]
+
+
+def test_parse_tres():
+    assert parse_tres("cpu|\nmem|\nenergy|\nfs|disk\ngres|gpu\nbad\n") == {"cpu", "mem", "energy", "fs/disk",
+                                                                          "gres/gpu"}
+
+
+class FakeExecutor(NativeExecutor):
+    """Records commands; answers from a list of (argv prefix, CommandResult)."""
+
+    def __init__(self, answers=()):
+        super().__init__()
+        self.answers = list(answers)
+        self.calls = []
+
+    def run(self, argv, *, timeout=None, input=None, check=True):
+        self.counter += 1
+        self.calls.append((list(argv), input))
+        for prefix, result in self.answers:
+            if list(argv[:len(prefix)]) == list(prefix):
+                break
+        else:
+            result = CommandResult(0, "", "")
+        if check and result.returncode:
+            raise SlurmCommandError(argv, result.returncode, result.stdout, result.stderr)
+        return result
+
+
+def client(*answers):
+    executor = FakeExecutor(answers)
+    return SacctmgrClient(executor, cluster="c1", cancel_wait=0), executor
+
+
+def test_read_associations_two_calls():
+    sacctmgr, executor = client(
+        (["sacctmgr", "-P", "-n", "show", "account"], CommandResult(0, RECORDED_ASSOC, "")),
+        (["sacctmgr", "-P", "-n", "show", "user"], CommandResult(0, RECORDED_USERS, "")))
+    assert len(sacctmgr.read_associations("c1")) == 7
+    assert [argv for argv, _ in executor.calls] == [
+        ["sacctmgr", "-P", "-n", "show", "account", "withassoc", "where", "cluster=c1",
+         "format=Cluster,Account,User,ParentName,Partition,GrpTRESMins,Description"],
+        ["sacctmgr", "-P", "-n", "show", "user", "format=User,DefaultAccount"]]
+
+
+def test_cluster_discovered_once():
+    executor = FakeExecutor([(["sacctmgr", "-P", "-n", "show", "cluster"], CommandResult(0, "only\n", ""))])
+    sacctmgr = SacctmgrClient(executor)
+    assert sacctmgr.cluster == "only" and sacctmgr.cluster == "only"
+    assert executor.counter == 1
+    with pytest.raises(SlurmCommandError, match="expected one cluster"):
+        SacctmgrClient(FakeExecutor([([], CommandResult(0, "a\nb\n", ""))])).cluster
+
+
+def test_add_accounts_is_one_load_on_stdin():
+    sacctmgr, executor = client()
+    report = sacctmgr.apply([AddAccounts(
+        (AccountSpec("alloc", "proj", grp_tres_mins={"mem": 1024, "cpu": 60}), AccountSpec("proj", "cust"),
+         AccountSpec("cust", "root", description="Cust A", organization="Org 1")),
+        (("u1", "alloc"), ("u2", "alloc")))])
+    assert report.commits == 1 and report.processes == 1
+    argv, text = executor.calls[0]
+    assert argv == ["sacctmgr", "-i", "load", "file=/dev/stdin"]
+    assert text.splitlines() == [
+        "Cluster - 'c1'",
+        "Parent - 'root'",
+        "Account - 'cust':Description='Cust A':Organization='Org 1'",
+        "Parent - 'cust'",
+        "Account - 'proj':Description='proj':Organization='proj'",
+        "Parent - 'proj'",
+        "Account - 'alloc':Description='alloc':Organization='alloc':GrpTRESMins=cpu=60,mem=1024",
+        "Parent - 'alloc'",
+        "User - 'u1'",
+        "User - 'u2'",
+    ]
+    assert "DefaultAccount" not in text
+
+
+def test_load_file_users_of_existing_accounts_and_unreachable():
+    text = loadfile.render("c1", (), (("u1", "old"),))
+    assert text == "Cluster - 'c1'\nParent - 'old'\nUser - 'u1'\n"
+    with pytest.raises(ValueError, match="not reachable"):
+        loadfile.render("c1", (AccountSpec("a", "b"), AccountSpec("b", "a")))
+
+
+def test_nothing_messages_are_not_failures():
+    sacctmgr, executor = client((["sacctmgr", "-i"], CommandResult(1, " Nothing new added.\n", "")))
+    report = sacctmgr.apply([AddUsers((("u1", "a"),))])
+    assert (report.commits, report.unchanged) == (0, 1)
+
+
+def test_real_failure_raises_with_stderr():
+    sacctmgr, _ = client((["sacctmgr", "-i"], CommandResult(1, "", " Problem with requests: boom\n")))
+    with pytest.raises(SlurmCommandError, match="boom"):
+        sacctmgr.apply([AddUsers((("u1", "a"),))])
+
+
+def test_grouping_of_user_and_limit_commands():
+    sacctmgr, executor = client()
+    sacctmgr.apply([
+        SetLimits((("a", {"cpu": 5}), ("b", {"cpu": 5}), ("c", {"cpu": 5, "mem": -1}))),
+        AddUsers((("u1", "a"), ("u2", "a"), ("u1", "b"), ("u2", "b"), ("u3", "c"))),
+        SetDefaultAccounts((("u1", "a"), ("u2", "a"), ("u3", "c"))),
+        RemoveUsers((("u1", "a"), ("u1", "b"))),
+    ])
+    assert [argv[2:] for argv, _ in executor.calls] == [
+        ["modify", "account", "where", "name=a,b", "cluster=c1", "set", "GrpTRESMins=cpu=5"],
+        ["modify", "account", "where", "name=c", "cluster=c1", "set", "GrpTRESMins=cpu=5,mem=-1"],
+        ["add", "user", "u1,u2", "account=a,b", "cluster=c1"],
+        ["add", "user", "u3", "account=c", "cluster=c1"],
+        ["modify", "user", "where", "name=u1,u2", "cluster=c1", "set", "DefaultAccount=a"],
+        ["modify", "user", "where", "name=u3", "cluster=c1", "set", "DefaultAccount=c"],
+        ["remove", "user", "where", "name=u1", "account=a,b", "cluster=c1"],
+    ]
+
+
+def test_cross_groups_cover_exactly_the_pairs():
+    pairs = {("u1", "a"), ("u2", "a"), ("u1", "b"), ("u3", "b")}
+    groups = _cross_groups(sorted(pairs))
+    assert {(u, a) for users, accounts in groups for u in users for a in accounts} == pairs
+
+
+def test_remove_accounts_users_first():
+    sacctmgr, executor = client(
+        (["sacctmgr", "-P", "-n", "show", "assoc", "where", "account=a1,p1"], CommandResult(0, "\nu1\nu2\n", "")),
+        (["sacctmgr", "-P", "-n", "show", "assoc", "where", "user=u1,u2"],
+         CommandResult(0, "u1|a1\nu2|a1\nu2|other\n", "")))
+    report = sacctmgr.apply([RemoveAccounts(("a1", "p1"))])
+    writes = [argv[2:] for argv, _ in executor.calls if argv[1] == "-i"]
+    assert writes == [
+        ["remove", "user", "where", "name=u1", "cluster=c1"],
+        ["remove", "user", "where", "name=u2", "account=a1,p1", "cluster=c1"],
+        ["remove", "account", "where", "name=a1,p1"],
+    ]
+    assert report.commits == 3
+
+
+def test_cancel_jobs_lists_then_cancels():
+    answers = iter(["12\n13\n", ""])
+    sacctmgr, executor = client()
+    executor.run = _scripted(executor, answers)
+    sacctmgr.apply([CancelJobs(("a", "b"))])
+    assert [argv for argv, _ in executor.calls] == [
+        ["squeue", "-h", "-o", "%A", "--accounts=a,b"], ["scancel", "12", "13"],
+        ["squeue", "-h", "-o", "%A", "--accounts=a,b"]]
+
+
+def _scripted(executor, squeue_outputs):
+    def run(argv, *, timeout=None, input=None, check=True):
+        executor.calls.append((list(argv), input))
+        return CommandResult(0, next(squeue_outputs) if argv[0] == "squeue" else "", "")
+    return run
+
+
+@pytest.mark.parametrize("operation", [
+    AddAccounts((AccountSpec("a\nb", "root"),)),
+    AddAccounts((AccountSpec("ok", "root", description="x|y"),)),
+    AddAccounts((AccountSpec("ok", "root", organization="it's"),)),
+    AddAccounts((AccountSpec("ok", "root", description="d" * 101),)),
+    AddAccounts((AccountSpec("ok", "root", grp_tres_mins={"cpu": -2}),)),
+    AddAccounts((AccountSpec("ok", "root", grp_tres_mins={"cpu": 1.5}),)),
+    AddAccounts((AccountSpec("ok", "root", grp_tres_mins={"CPU": 1}),)),
+    AddAccounts((AccountSpec("root", "root"),)),
+    AddUsers((("Root", "a"),)),
+    AddUsers((("u1", "root"),)),
+    SetDefaultAccounts((("u1", "root"),)),
+    SetLimits((("a" * 65, {"cpu": 1}),)),
+    RemoveUsers((("u%s%n", "a"),)),
+    RemoveAccounts(("root",)),
+    CancelJobs(("a,b",)),
+])
+def test_hostile_values_never_reach_a_command(operation):
+    sacctmgr, executor = client()
+    with pytest.raises(ValueError):
+        sacctmgr.apply([operation])
+    assert executor.calls == []
+
+
+def test_safety_accepts_the_safe_alphabet():
+    assert safety.name("a" * 64) and safety.tres("gres/gpu") and safety.text("Org 1_a.b-c") == "Org 1_a.b-c"
+    assert safety.limit(-1) == -1
+
+
+# ---- the real bed ------------------------------------------------------------------
+
+def _bed_client():
+    return SacctmgrClient(NativeExecutor(timeout=60))
+
+
+def _tree(sacctmgr, prefix):
+    return {(a.account, a.user, a.parent, tuple(sorted(a.grp_tres_mins.items())), a.is_default)
+            for a in sacctmgr.read_associations(sacctmgr.cluster) if a.account.startswith(prefix)}
+
+
+def _user_accounts(sacctmgr, user):
+    return {a.account for a in sacctmgr.read_associations(sacctmgr.cluster) if a.user == user}
+
+
+@pytest.fixture
+def bed_client(request):
+    request.getfixturevalue("slurm_bed")
+    return _bed_client()
+
+
+def test_real_bed_full_lifecycle(bed_client, slurm_sandbox):
+    sacctmgr, top = bed_client, slurm_sandbox
+    cust, proj, alloc = f"{top}-c", f"{top}-p", f"{top}-a"
+    u1, u2, u3, u4 = (f"{top}u{i}" for i in range(1, 5))
+    limits = {"cpu": 600, "mem": 1228800, "gres/gpu": 5}
+    create = [AddAccounts((AccountSpec(cust, top, description="Customer 1"), AccountSpec(proj, cust),
+                           AccountSpec(alloc, proj, grp_tres_mins=limits)),
+                          ((u1, alloc), (u2, alloc), (u3, alloc)))]
+    report = sacctmgr.apply(create)
+    assert report.commits == 1 and report.processes == 1
+    expected = {(cust, "", top, (), False), (proj, "", cust, (), False),
+                (alloc, "", proj, tuple(sorted(limits.items())), False),
+                *((alloc, u, "", (), True) for u in (u1, u2, u3))}
+    assert _tree(sacctmgr, top + "-") == expected
+    assert _user_accounts(sacctmgr, u1) == {alloc}  # no root|user association
+    described = {a.account: a.description for a in sacctmgr.read_associations() if not a.user}
+    assert described[cust] == "Customer 1"
+
+    again = sacctmgr.apply(create)  # idempotent
+    assert again.commits == 0 and _tree(sacctmgr, top + "-") == expected
+
+    sacctmgr.apply([SetLimits(((alloc, {"cpu": 1200, "mem": -1}),))])
+    alloc_row = [a for a in sacctmgr.read_associations() if a.account == alloc and not a.user][0]
+    assert dict(alloc_row.grp_tres_mins) == {"cpu": 1200, "gres/gpu": 5}
+
+    # a second allocation; u1's default moves there, then u1 leaves the first one
+    alloc2 = f"{top}-a2"
+    sacctmgr.apply([AddAccounts((AccountSpec(alloc2, proj),), ((u4, alloc2),)), AddUsers(((u1, alloc2),)),
+                    SetDefaultAccounts(((u1, alloc2),)), RemoveUsers(((u1, alloc), (u2, alloc)))])
+    rows = {(a.account, a.user): a.is_default for a in sacctmgr.read_associations() if a.user in (u1, u2, u4)}
+    assert rows == {(alloc2, u1): True, (alloc2, u4): True}
+    assert sacctmgr.apply([AddUsers(((u1, alloc2),)), RemoveUsers(((u2, alloc),))]).commits == 0
+
+    report = sacctmgr.apply([CancelJobs((alloc, alloc2)), RemoveAccounts((alloc, alloc2, proj, cust))])
+    assert report.commits <= 3
+    left = [a for a in sacctmgr.read_associations() if a.account.startswith(top + "-")
+            or a.user in (u1, u2, u3, u4)]
+    assert left == []
+    users = subprocess.run(["sacctmgr", "-P", "-n", "show", "user", "format=User"], capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert not {u1, u2, u3, u4} & set(users)
+    assert sacctmgr.apply([RemoveAccounts((alloc, alloc2, proj, cust))]).commits == 0
+
+
+def test_real_bed_read_tres(bed_client):
+    assert {"cpu", "mem", "gres/gpu"} <= bed_client.read_tres()
