@@ -48,13 +48,16 @@ def account_name(prefix: str, source: str, uuid: str, max_len: int, *, force_suf
     base = prefix + cleaned
     changed = force_suffix or not cleaned or cleaned != str(source) or len(base) > max_len
     if not changed:
-        return base
+        return _leading_alnum(base)
     room = max_len - SUFFIX_LEN - 1
     head = base[:room].rstrip("-_") if room > 0 else ""
     name = f"{head}-{stable_suffix(uuid)}" if head else f"{prefix}{stable_suffix(uuid)}"[:max_len]
-    if not ACCOUNT_NAME.match(name):  # prefix alone could start with '_' or '-'
-        name = "a" + name[1:]
-    return name
+    return _leading_alnum(name)
+
+
+def _leading_alnum(name: str) -> str:
+    """sacctmgr names start with a letter or digit; a prefix may start with '_' or '-'."""
+    return name if ACCOUNT_NAME.match(name) else "a" + name[1:]
 
 
 def allocation_name(prefix: str, source: str, uuid: str, max_len: int, taken: Collection[str] = ()) -> str:

@@ -1,0 +1,32 @@
+"""Celery configuration for slurm-sync (worker and beat read it with `celery -A tasks ...`).
+
+Every task that runs sacctmgr/sacct goes to the `headnode` queue, served by the worker that can
+reach SLURM; the rest may run on the default `celery` queue anywhere. Tasks are acknowledged
+after they run and re-queued when a worker dies, so a killed worker's order is done again
+(idempotently) instead of lost.
+"""
+import os
+
+broker_url = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+result_backend = os.environ.get("CELERY_RESULT_BACKEND") or None
+task_ignore_result = result_backend is None
+
+task_routes = {
+    "tasks.pull.process_orders": {"queue": "headnode"},
+    "tasks.pull.process_order": {"queue": "headnode"},
+    "tasks.push.*": {"queue": "headnode"},
+}
+task_default_queue = "celery"
+
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+task_serializer = "json"
+accept_content = ["json"]
+timezone = "UTC"
+enable_utc = True
+broker_connection_retry_on_startup = True
+# Redis redelivers an unacknowledged task after this long; longer than any task runs.
+broker_transport_options = {"visibility_timeout": 3600}
+worker_send_task_events = True
+task_send_sent_event = True

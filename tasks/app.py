@@ -1,0 +1,87 @@
+"""The Celery app, its beat schedule, and the per-process runtime (settings, clients)."""
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from dataclasses import dataclass
+
+import redis
+from celery import Celery, signals
+
+from slurm_sync.allocations import NamingPolicy
+from slurm_sync.components import Components, ComponentsConfigError, load_components
+from slurm_sync.settings import Settings, SettingsError, load_settings
+from slurm_sync.slurm.executor import NativeExecutor, make_executor
+from slurm_sync.slurm.sacctmgr import SacctmgrClient
+from slurm_sync.waldur_api import WaldurAPI
+
+log = logging.getLogger(__name__)
+
+app = Celery("slurm_sync", include=["tasks.pull"])
+app.config_from_object("celeryconfig")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    components: Components
+    waldur: WaldurAPI
+    executor: NativeExecutor
+    sacctmgr: SacctmgrClient
+    redis: "redis.Redis"
+
+    @property
+    def policy(self) -> NamingPolicy:
+        s = self.settings
+        return NamingPolicy(default_account=s.slurm_default_account, customer_prefix=s.slurm_customer_prefix,
+                            project_prefix=s.slurm_project_prefix, allocation_prefix=s.slurm_allocation_prefix,
+                            max_len=s.slurm_allocation_name_max_len)
+
+
+@functools.lru_cache(maxsize=1)
+def runtime() -> Runtime:
+    """Built once per process from the environment; raises SettingsError/ComponentsConfigError."""
+    settings = load_settings()
+    components = load_components(settings.slurm_tres_config_path)
+    executor = make_executor(settings.slurm_deployment_type, settings.slurm_container_name,
+                             settings.slurm_command_timeout)
+    return Runtime(
+        settings=settings, components=components,
+        waldur=WaldurAPI(settings.waldur_api_url, settings.waldur_api_token, settings.waldur_offering_uuid,
+                         verify_ssl=settings.requests_verify_ssl),
+        executor=executor,
+        sacctmgr=SacctmgrClient(executor, timeout=settings.slurm_command_timeout),
+        redis=redis.Redis.from_url(settings.redis_url),
+    )
+
+
+def beat_schedule(settings: Settings) -> dict:
+    """pull: poll orders; push: report usage and state. WALDUR_SYNC_DIRECTION=both runs both in one deployment."""
+    schedule = {}
+    if settings.pulls:
+        schedule["poll-orders"] = {"task": "tasks.pull.poll_orders", "schedule": settings.poll_interval}
+    if settings.pushes:
+        schedule["report-usage"] = {"task": "tasks.push.report_usage", "schedule": settings.usage_interval}
+    return schedule
+
+
+def _check_start_up(**_kwargs) -> None:
+    """Fail at start-up, with one line per bad setting, rather than at the first task."""
+    try:
+        rt = runtime()
+    except (SettingsError, ComponentsConfigError) as error:
+        print(f"slurm-sync cannot start: {error}", file=sys.stderr)
+        sys.exit(2)
+    app.conf.beat_schedule = beat_schedule(rt.settings)
+    log.info("slurm-sync started: direction=%s offering=%s deployment=%s", rt.settings.waldur_sync_direction,
+             rt.settings.waldur_offering_uuid, rt.settings.slurm_deployment_type)
+
+
+try:  # beat reads the schedule when it starts; a bad setting is reported by _check_start_up
+    app.conf.beat_schedule = beat_schedule(load_settings(require_waldur=False))
+except SettingsError:
+    pass
+
+signals.worker_init.connect(_check_start_up, weak=False)
+signals.beat_init.connect(_check_start_up, weak=False)

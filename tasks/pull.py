@@ -1,0 +1,94 @@
+"""Pull tasks: poll the offering's orders and apply them to SLURM in batches.
+
+`poll_orders` (any queue) lists the active orders and enqueues them in batches of
+SLURM_SYNC_BATCH_SIZE to `process_orders` on the `headnode` queue, where one batch costs one
+SLURM read and a few commits. `process_order` re-does one order by uuid (for `celery call`).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict, List, Mapping
+
+from slurm_sync.homedirs import create_home_directories
+from slurm_sync.pull import OrderProcessor
+from slurm_sync.slurm.executor import DockerExecutor
+from slurm_sync.waldur_api import ORDER_FIELDS, WaldurHTTPError, WaldurUnavailable
+
+from .app import app, runtime
+from .guards import OrderGuard, exclusive
+
+log = logging.getLogger(__name__)
+BATCH_SIZE = int(os.environ.get("SLURM_SYNC_BATCH_SIZE", "100"))
+RETRY = dict(autoretry_for=(WaldurUnavailable,), retry_backoff=2, retry_backoff_max=300, retry_jitter=True,
+             max_retries=10)
+
+
+def _processor() -> OrderProcessor:
+    rt = runtime()
+    on_new_users = None
+    if rt.settings.enable_user_homedir_account_creation:
+        local = not isinstance(rt.executor, DockerExecutor)
+        on_new_users = lambda users: create_home_directories(rt.executor, users, local=local)  # noqa: E731
+    return OrderProcessor(rt.waldur, rt.sacctmgr, rt.components, rt.policy, on_new_users=on_new_users)
+
+
+def _slim(order: Mapping[str, Any]) -> Dict[str, Any]:
+    return {k: order.get(k) for k in ORDER_FIELDS if k in order}
+
+
+@app.task(bind=True, **RETRY)
+def poll_orders(self) -> int:
+    """Enqueue the offering's pending-provider and executing orders; returns how many were enqueued."""
+    rt = runtime()
+    guard = OrderGuard(rt.redis)
+    with exclusive(rt.redis, "poll-orders", ttl=rt.settings.poll_interval * 5) as mine:
+        if not mine:
+            log.info("poll_orders: another poll is running; skipped")
+            return 0
+        orders = [o for o in _call(rt.waldur.active_orders) if not guard.is_final(o["uuid"])]
+        fresh = [_slim(o) for o in orders if guard.mark_queued(o["uuid"])]
+        for start in range(0, len(fresh), BATCH_SIZE):
+            process_orders.delay(fresh[start:start + BATCH_SIZE])
+        log.info("poll_orders: %d active orders, %d enqueued", len(orders), len(fresh))
+        return len(fresh)
+
+
+@app.task(bind=True, **RETRY)
+def process_orders(self, orders: List[Dict[str, Any]]) -> Dict[str, List[str]]:
+    """Apply a batch of orders; each order is locked, and skipped when another worker holds it or it is final."""
+    rt = runtime()
+    guard = OrderGuard(rt.redis)
+    try:
+        mine = [o for o in orders if not guard.is_final(o["uuid"]) and guard.lock(o["uuid"])]
+        if not mine:
+            return {}
+        result = _call(_processor().process, mine)
+        for outcome in result.outcomes:
+            if outcome.result in ("done", "erred"):
+                guard.mark_final(outcome.order_uuid, outcome.result)
+            else:
+                guard.unqueue(outcome.order_uuid)
+        log.info("process_orders: %d orders in %.2f s, %d commits: %s", len(mine), result.seconds, result.commits,
+                 {r: len(result.by_result(r)) for r in ("done", "erred", "skipped")})
+        return {r: result.by_result(r) for r in ("done", "erred", "skipped")}
+    finally:
+        guard.release_all()
+
+
+@app.task(bind=True, **RETRY)
+def process_order(self, order_uuid: str) -> Dict[str, List[str]]:
+    """Re-do one order now, whatever the markers say (`celery call tasks.pull.process_order --args='["<uuid>"]'`)."""
+    rt = runtime()
+    rt.redis.delete(f"slurm-sync:order:{order_uuid}:final")
+    return process_orders.run([_call(rt.waldur.get_order, order_uuid)])
+
+
+def _call(function, *args):
+    """Turn Waldur's transient answers into retries (the task's autoretry takes WaldurUnavailable)."""
+    try:
+        return function(*args)
+    except WaldurHTTPError as error:
+        if error.transient:
+            raise WaldurUnavailable(str(error)) from error
+        raise

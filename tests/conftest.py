@@ -1,0 +1,1 @@
+pytest_plugins = ["tests.plugins.slurm_bed", "tests.plugins.waldur_emulator"]
