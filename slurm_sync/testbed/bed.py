@@ -18,6 +18,8 @@ from .layout import Layout
 
 Say = Callable[[str], None]
 READY_NODE_STATES = {"idle", "mixed", "allocated", "completing"}
+# SLURM's default ports; a daemon finding its port taken would fail only in its log
+SLURM_PORTS = {"slurmdbd": 6819, "slurmctld": 6817, "slurmd": 6818}
 
 
 def slurm_env(layout: Layout) -> dict[str, str]:
@@ -92,8 +94,11 @@ def is_up(status_: dict[str, str]) -> bool:
 
 
 def up(directory: str | os.PathLike | None = None, cluster: str | None = None,
-       say: Say = print) -> bool:
-    """Bring the bed up; start only what is not running. False (and says so) if already up."""
+       db_port: int | None = None, redis_port: int | None = None, say: Say = print) -> bool:
+    """Bring the bed up; start only what is not running. False (and says so) if already up.
+
+    cluster, db_port and redis_port are remembered in bed.json for later calls.
+    """
     layout = Layout.at(directory)
     layout.check_usable()
     with _locked(layout):
@@ -104,6 +109,8 @@ def up(directory: str | os.PathLike | None = None, cluster: str | None = None,
                                    f"run `down` before switching to {cluster!r}")
             spec.cluster = cluster
         spec = spec or Spec(cluster=cluster or Spec.cluster)
+        spec.db_port = db_port or spec.db_port
+        spec.redis_port = redis_port or spec.redis_port
         if is_up(status(layout.root)):
             say(f"testbed already up at {layout.root} (cluster {spec.cluster}): nothing to do")
             return False
@@ -130,6 +137,10 @@ def _reuse_or_start(name: str, own: Daemon, answers: Callable[[], bool],
 def _start(daemon: Daemon, ready: Callable[[], bool], what: str, say: Say,
            env: dict[str, str] | None = None, timeout: float = 60) -> None:
     if daemon.pid() is None:
+        port = SLURM_PORTS.get(daemon.name)
+        if port and services.port_open("127.0.0.1", port):
+            raise TestbedError(f"{daemon.name}: port {port} is taken by another process "
+                               "(another bed or a site SLURM?); stop it first")
         say(f"{daemon.name}: starting")
         daemon.start(env)
     daemon.wait_until(ready, what, timeout)

@@ -16,6 +16,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start what is not running (idempotent)")
     up.add_argument("--cluster", help="SLURM cluster name (default: slurmsync)")
+    up.add_argument("--db-port", type=int, help="MariaDB port on 127.0.0.1 to reuse or "
+                    "start one on (default: 3306)")
+    up.add_argument("--redis-port", type=int, help="Redis port on 127.0.0.1 (default: 6379)")
     down = sub.add_parser("down", help="stop the daemons this bed started")
     down.add_argument("--purge", action="store_true",
                       help="also drop the bed's accounting database and delete its directory")
@@ -28,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "up":
-            bed.up(args.dir, cluster=args.cluster)
+            bed.up(args.dir, cluster=args.cluster, db_port=args.db_port,
+                   redis_port=args.redis_port)
         elif args.command == "down":
             bed.down(args.dir, purge=args.purge)
         elif args.command == "status":

@@ -19,7 +19,7 @@ SLURM_PACKAGES = {
 APT_ENV = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
 
 
-def _port_open(host: str, port: int) -> bool:
+def port_open(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):
             return True
@@ -30,7 +30,7 @@ def _port_open(host: str, port: int) -> bool:
 def missing_packages(spec: Spec) -> list[str]:
     """Debian packages to install: SLURM's always, servers only where none answers."""
     need = {pkg for binary, pkg in SLURM_PACKAGES.items() if not shutil.which(binary)}
-    if not _port_open(spec.db_host, spec.db_port) and not shutil.which("mariadbd"):
+    if not port_open(spec.db_host, spec.db_port) and not shutil.which("mariadbd"):
         need.add("mariadb-server")
     if not redis_answers(spec) and not shutil.which("redis-server"):
         need.add("redis-server")

@@ -1,9 +1,11 @@
 """pytest plugin: the real SLURM test bed and per-test account sandboxes.
 
 Fixtures:
-  slurm_bed      (session)  brings the bed up once (idempotent), exports its env (SLURM_CONF,
-                            SLURM_SYNC_TESTBED_*) into os.environ; downs it at the end only if
-                            this session started it (keep it with SLURM_SYNC_TESTBED_KEEP=1).
+  slurm_bed      (session)  brings the bed up once (idempotent) and exports its env (SLURM_CONF,
+                            SLURM_SYNC_TESTBED_*) into os.environ. It leaves the bed up: other
+                            pytest sessions (xdist workers, a colleague's run) may share it, and
+                            a second session's `up` then costs ~0.1 s. `slurm-sync testbed down`
+                            stops it.
   slurm_sandbox  (function) a fresh account t<hex8> under root; at teardown its jobs are
                             cancelled and every account and user association beneath it removed.
 Helpers: sacctmgr(), ensure_unix_user(), add_slurm_user(), remove_sandbox().
@@ -123,7 +125,7 @@ def remove_sandbox(parent: str) -> None:
 def slurm_bed() -> Iterator[SlurmBed]:
     if os.geteuid() != 0:
         pytest.skip("the real SLURM bed runs its daemons as root")
-    started = testbed.up(say=lambda message: print(f"[slurm_bed] {message}"))
+    testbed.up(say=lambda message: print(f"[slurm_bed] {message}"))
     variables = testbed.env()
     saved = {key: os.environ.get(key) for key in variables}
     os.environ.update(variables)
@@ -136,10 +138,6 @@ def slurm_bed() -> Iterator[SlurmBed]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        keep = os.environ.get("SLURM_SYNC_TESTBED_KEEP") == "1"
-        # under xdist other workers may still use a bed this worker happened to start
-        if started and not keep and "PYTEST_XDIST_WORKER" not in os.environ:
-            testbed.down(say=lambda message: print(f"[slurm_bed] {message}"))
 
 
 @pytest.fixture
