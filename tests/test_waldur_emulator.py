@@ -199,6 +199,15 @@ def test_update_order_sets_new_limits_on_current(waldur, world, client):
     assert waldur.resource_limits(resource["uuid"]) == {"cpu": 99, "mem": 20, "nodes": 1}
 
 
+def test_restore_order_on_current(waldur, world, client):
+    resource = running_resource(waldur, world)
+    waldur.set_resource_state(resource["uuid"], "Terminated")
+    order = create_order(waldur, world, type="Restore", resource_uuid=resource["uuid"])
+    client.marketplace_order_approve_by_provider(order["uuid"])
+    client.marketplace_order_set_state_done(order["uuid"])
+    assert waldur.get_resource(resource["uuid"])["state"] == "OK"
+
+
 def test_illegal_transition_is_400_on_current(waldur, world, client, waldur_no_sleep):
     order = create_order(waldur, world)
     assert status_of(client.marketplace_order_set_state_done, order["uuid"]) == 400
@@ -527,6 +536,16 @@ def test_latency(waldur, world, client):
     started = time.monotonic()
     client.list_orders()
     assert time.monotonic() - started >= 0.2
+
+
+def test_calls_are_served_concurrently(waldur, world, client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    waldur.faults.latency(0.3)
+    started = time.monotonic()
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda _: client.list_orders(), range(6)))
+    assert results == [[]] * 6 and time.monotonic() - started < 1.5
 
 
 def test_request_log(waldur, world, client):

@@ -3,7 +3,9 @@
 Fixtures:
 - ``waldur_server`` (session): the running emulator, one port for the whole session.
 - ``waldur_profile``: "current" by default; parametrise it to run a test on both
-  generations: ``@pytest.mark.parametrize("waldur_profile", ["current", "7.0"])``.
+  generations: ``@pytest.mark.parametrize("waldur_profile", ["current", "7.0"])``, or
+  for a whole module/conftest override the fixture with
+  ``@pytest.fixture(params=["current", "7.0"]) def waldur_profile(request): return request.param``.
 - ``waldur``: the emulator, reset (empty state, no faults, real clock, empty request
   log) and switched to ``waldur_profile`` for this test.
 - ``waldur_client``: a python-waldur-client ``WaldurClient`` pointed at it.

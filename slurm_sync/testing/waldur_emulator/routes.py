@@ -84,3 +84,11 @@ def body_dict(request: Request) -> dict:
     if not isinstance(request.body, dict):
         raise errors.bad_request({"non_field_errors": ["Invalid data. Expected a dictionary."]})
     return request.body
+
+
+def required_field(request: Request, name: str, kind, allow_empty=True):
+    """The body's ``name`` if it is a ``kind`` (non-empty unless allowed), else a DRF-style 400."""
+    value = body_dict(request).get(name)
+    if not isinstance(value, kind) or (not allow_empty and not value):
+        raise errors.bad_request({name: ["This field is required."]})
+    return value

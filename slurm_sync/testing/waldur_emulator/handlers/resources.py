@@ -2,7 +2,7 @@
 from .. import errors, filters, serializers
 from ..formats import parse_decimal
 from ..profiles import RESOURCE_STATES
-from ..routes import Response, body_dict, detail_response, list_response, route
+from ..routes import Response, body_dict, detail_response, list_response, required_field, route
 
 BASE = "marketplace-provider-resources/"
 
@@ -30,20 +30,15 @@ def get_resource(request, uuid):
 
 @route("POST", BASE + "{uuid}/set_backend_id/")
 def set_backend_id(request, uuid):
-    resource, body = request.store.get("resources", uuid), body_dict(request)
-    backend_id = body.get("backend_id")
-    if not isinstance(backend_id, str):
-        raise errors.bad_request({"backend_id": ["This field is required."]})
-    request.store.touch(resource, backend_id=backend_id)
+    resource = request.store.get("resources", uuid)
+    request.store.touch(resource, backend_id=required_field(request, "backend_id", str))
     return Response(200, {"status": "Resource backend_id has been changed."})
 
 
 @route("POST", BASE + "{uuid}/set_backend_metadata/")
 def set_backend_metadata(request, uuid):
-    resource, body = request.store.get("resources", uuid), body_dict(request)
-    metadata = body.get("backend_metadata")
-    if not isinstance(metadata, dict):
-        raise errors.bad_request({"backend_metadata": ["This field is required."]})
+    resource = request.store.get("resources", uuid)
+    metadata = required_field(request, "backend_metadata", dict)
     request.store.touch(resource, backend_metadata=dict(metadata))
     return Response(200, {"status": "Resource backend_metadata has been changed."})
 

@@ -5,7 +5,7 @@ per-user monthly usage (rows 6-10); present on the current profile too.
 """
 from .. import errors, filters, serializers
 from ..allocations import allocation_of, set_state
-from ..routes import Response, body_dict, list_response, route
+from ..routes import Response, body_dict, list_response, required_field, route
 from ..usage import clean_amount
 from .resources import validate_limits
 
@@ -27,10 +27,7 @@ def remote_set_limits(request, uuid):
 
 
 def _username(request):
-    username = body_dict(request).get("username")
-    if not isinstance(username, str) or not username:
-        raise errors.bad_request({"username": ["This field is required."]})
-    return username
+    return required_field(request, "username", str, allow_empty=False)
 
 
 def _association(store, resource, username):
