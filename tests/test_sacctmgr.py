@@ -268,7 +268,7 @@ def test_real_bed_full_lifecycle(bed_client, slurm_sandbox):
     assert _tree(sacctmgr, top + "-") == expected
     assert _user_accounts(sacctmgr, u1) == {alloc}  # no root|user association
     described = {a.account: a.description for a in sacctmgr.read_associations() if not a.user}
-    assert described[cust] == "Customer 1"
+    assert described[cust] == "customer 1"  # slurmdbd lower-cases descriptions (measured)
 
     again = sacctmgr.apply(create)  # idempotent
     assert again.commits == 0 and _tree(sacctmgr, top + "-") == expected
