@@ -99,6 +99,17 @@ def test_link_header_lists_first_prev_next_last(waldur, world):
     assert requests.get(url, params={"page": 9}, headers=headers).status_code == 404
 
 
+def test_ordering_parameter(waldur, world, client):
+    uuids = []
+    for day in (3, 1, 2):
+        waldur.now = lambda day=day: datetime(2024, 10, day)
+        uuids.append(create_order(waldur, world)["uuid"])
+    assert [o["uuid"] for o in client.list_orders()] == uuids[::-1]  # newest first
+    by_created = [o["uuid"] for o in client.list_orders({"o": "created"})]
+    assert by_created == [uuids[1], uuids[2], uuids[0]]
+    assert [o["uuid"] for o in client.list_orders({"o": "-created"})] == by_created[::-1]
+
+
 def test_page_size_is_capped_at_300(waldur, world, client):
     for i in range(301):
         create_order(waldur, world)

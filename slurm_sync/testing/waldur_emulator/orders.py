@@ -1,4 +1,4 @@
-"""The provider side of the order state machine.
+r"""The provider side of the order state machine.
 
 pending-provider --approve--> executing --done--> done
         |                          \--erred--> erred

@@ -66,9 +66,20 @@ def dispatch(request: Request) -> Response:
     raise errors.not_found_route()
 
 
-def list_response(request: Request, records, render, order_by=None) -> Response:
-    """Order (newest first unless ``order_by``), paginate, render and trim fields."""
-    records = sorted(records, key=order_by or (lambda r: -r["seq"]))
+def ordered(records, query):
+    """Newest first, or by DRF's ``o=field,-other`` (unknown fields are ignored)."""
+    records = sorted(records, key=lambda r: -r["seq"])
+    keys = [k.strip() for value in query.get("o", []) for k in value.split(",") if k.strip()]
+    for key in reversed(keys):
+        name = key.lstrip("-")
+        if records and name in records[0] and name != "seq":
+            records.sort(key=lambda r: (r[name] is not None, r[name]), reverse=key.startswith("-"))
+    return records
+
+
+def list_response(request: Request, records, render) -> Response:
+    """Order, paginate, render and trim fields."""
+    records = ordered(records, request.query)
     page, headers = paginate(records, request.query, request.list_url)
     body = [filters.select_fields(render(request.store, r), request.query) for r in page]
     return Response(200, body, headers)
