@@ -155,3 +155,30 @@ def test_default_dir_order(monkeypatch):
         assert testbed.default_dir() == Path("/var/tmp/slurm-sync-testbed")
     finally:
         cache.rmdir()
+
+
+def test_packages_installed_only_when_missing(monkeypatch):
+    from slurm_sync.testbed import services
+    from slurm_sync.testbed.configs import Spec
+
+    have = {"munged", "mungekey", "slurmdbd", "slurmctld", "sacctmgr", "sinfo", "mariadb"}
+    monkeypatch.setattr(services.shutil, "which", lambda b: f"/usr/bin/{b}" if b in have else None)
+    monkeypatch.setattr(services, "port_open", lambda host, port: True)
+    monkeypatch.setattr(services, "redis_answers", lambda spec: True)
+    assert services.missing_packages(Spec()) == ["slurmd"]  # servers answer: none installed
+    monkeypatch.setattr(services, "port_open", lambda host, port: False)
+    monkeypatch.setattr(services, "redis_answers", lambda spec: False)
+    assert services.missing_packages(Spec()) == ["mariadb-server", "redis-server", "slurmd"]
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(services, "run", lambda argv, **kw: calls.append(argv))
+    services.install_packages([], print)
+    assert calls == []
+    services.install_packages(["slurmd"], lambda message: None)
+    assert calls[0][:2] == ["apt-get", "update"]
+    assert calls[1][:3] == ["apt-get", "install", "-y"] and calls[1][-1] == "slurmd"
+
+
+def test_hostile_cluster_name_refused():
+    with pytest.raises(testbed.TestbedError):
+        testbed.up(cluster="x; DROP DATABASE mysql")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shlex
 import shutil
 import time
@@ -18,8 +19,6 @@ from .layout import Layout
 
 Say = Callable[[str], None]
 READY_NODE_STATES = {"idle", "mixed", "allocated", "completing"}
-# SLURM's default ports; a daemon finding its port taken would fail only in its log
-SLURM_PORTS = {"slurmdbd": 6819, "slurmctld": 6817, "slurmd": 6818}
 
 
 def slurm_env(layout: Layout) -> dict[str, str]:
@@ -94,11 +93,15 @@ def is_up(status_: dict[str, str]) -> bool:
 
 
 def up(directory: str | os.PathLike | None = None, cluster: str | None = None,
-       db_port: int | None = None, redis_port: int | None = None, say: Say = print) -> bool:
+       db_port: int | None = None, redis_port: int | None = None,
+       slurm_port_base: int | None = None, say: Say = print) -> bool:
     """Bring the bed up; start only what is not running. False (and says so) if already up.
 
-    cluster, db_port and redis_port are remembered in bed.json for later calls.
+    cluster and the ports are remembered in bed.json for later calls.
     """
+    if cluster is not None and not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", cluster):
+        # it also names the MariaDB database; SLURM folds names to lower case anyway
+        raise TestbedError(f"cluster name {cluster!r}: use [a-z][a-z0-9_]*, at most 32 chars")
     layout = Layout.at(directory)
     layout.check_usable()
     with _locked(layout):
@@ -111,6 +114,7 @@ def up(directory: str | os.PathLike | None = None, cluster: str | None = None,
         spec = spec or Spec(cluster=cluster or Spec.cluster)
         spec.db_port = db_port or spec.db_port
         spec.redis_port = redis_port or spec.redis_port
+        spec.slurm_port_base = slurm_port_base or spec.slurm_port_base
         if is_up(status(layout.root)):
             say(f"testbed already up at {layout.root} (cluster {spec.cluster}): nothing to do")
             return False
@@ -135,9 +139,10 @@ def _reuse_or_start(name: str, own: Daemon, answers: Callable[[], bool],
 
 
 def _start(daemon: Daemon, ready: Callable[[], bool], what: str, say: Say,
-           env: dict[str, str] | None = None, timeout: float = 60) -> None:
+           env: dict[str, str] | None = None, timeout: float = 60, port: int = 0) -> None:
+    """Start unless running, then wait for `ready`. A taken `port` is refused up front:
+    the daemon itself would say so only in its log."""
     if daemon.pid() is None:
-        port = SLURM_PORTS.get(daemon.name)
         if port and services.port_open("127.0.0.1", port):
             raise TestbedError(f"{daemon.name}: port {port} is taken by another process "
                                "(another bed or a site SLURM?); stop it first")
@@ -164,15 +169,16 @@ def _bring_up(layout: Layout, spec: Spec, say: Say) -> None:
     env = slurm_env(layout)
     slurmdbd, slurmctld, slurmd = slurm_daemons(layout)
     _start(slurmdbd, lambda: _cluster_registered(layout, spec) is not None,
-           "answering `sacctmgr show cluster`", say, env)
+           "answering `sacctmgr show cluster`", say, env, port=spec.slurm_ports["slurmdbd"])
     if not _cluster_registered(layout, spec):
         say(f"sacctmgr: adding cluster {spec.cluster}")
         _slurm(layout, "sacctmgr", "-i", "add", "cluster", spec.cluster, check=True)
     _forget_other_cluster_state(layout, spec)
     _start(slurmctld, lambda: _slurm(layout, "scontrol", "ping", timeout=10).returncode == 0,
-           "answering `scontrol ping`", say, env)
+           "answering `scontrol ping`", say, env, port=spec.slurm_ports["slurmctld"])
     _start(slurmd, lambda: node_state(layout, spec) in READY_NODE_STATES,
-           f"showing node {spec.host} idle in sinfo", say, env, timeout=90)
+           f"showing node {spec.host} idle in sinfo", say, env, timeout=90,
+           port=spec.slurm_ports["slurmd"])
 
     spec.redis = _reuse_or_start(
         "redis", services.redis_daemon(layout, spec), lambda: services.redis_answers(spec),

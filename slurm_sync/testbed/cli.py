@@ -19,6 +19,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--db-port", type=int, help="MariaDB port on 127.0.0.1 to reuse or "
                     "start one on (default: 3306)")
     up.add_argument("--redis-port", type=int, help="Redis port on 127.0.0.1 (default: 6379)")
+    up.add_argument("--slurm-port-base", type=int, help="slurmctld port; slurmd and slurmdbd "
+                    "take the next two (default: 6817). Another base runs a second bed")
     down = sub.add_parser("down", help="stop the daemons this bed started")
     down.add_argument("--purge", action="store_true",
                       help="also drop the bed's accounting database and delete its directory")
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             bed.up(args.dir, cluster=args.cluster, db_port=args.db_port,
-                   redis_port=args.redis_port)
+                   redis_port=args.redis_port, slurm_port_base=args.slurm_port_base)
         elif args.command == "down":
             bed.down(args.dir, purge=args.purge)
         elif args.command == "status":

@@ -41,9 +41,17 @@ class Spec:
     db_password: str = field(default_factory=lambda: secrets.token_hex(12))
     redis_host: str = "127.0.0.1"
     redis_port: int = 6379
+    # slurmctld, slurmd and slurmdbd listen on port_base, +1, +2: another base lets a
+    # throw-away bed (hostile-input tests) run beside the shared one
+    slurm_port_base: int = 6817
     # "own" when this bed started the server (and so stops it), "reused" otherwise
     mariadb: str = ""
     redis: str = ""
+
+    @property
+    def slurm_ports(self) -> dict[str, int]:
+        base = self.slurm_port_base
+        return {"slurmctld": base, "slurmd": base + 1, "slurmdbd": base + 2}
 
     @property
     def db_name(self) -> str:
@@ -65,7 +73,7 @@ class Spec:
 
 
 def slurm_conf(layout: Layout, spec: Spec) -> str:
-    run, log, sock = layout.run_dir, layout.log_dir, layout.munge_socket
+    log, sock = layout.log_dir, layout.munge_socket
     return f"""\
 # Rendered by slurm-sync testbed; edits are overwritten by the next `up`.
 ClusterName={spec.cluster}
@@ -83,6 +91,9 @@ JobAcctGatherType=jobacct_gather/linux
 JobCompType=jobcomp/none
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
+AccountingStoragePort={spec.slurm_ports['slurmdbd']}
+SlurmctldPort={spec.slurm_ports['slurmctld']}
+SlurmdPort={spec.slurm_ports['slurmd']}
 # With munge's socket outside /run/munge, client commands find it only through this.
 AccountingStoragePass={sock}
 AccountingStorageEnforce=associations,limits
@@ -94,8 +105,8 @@ DefMemPerCPU=100
 ReturnToService=2
 StateSaveLocation={layout.state_dir}
 SlurmdSpoolDir={layout.spool_dir}
-SlurmctldPidFile={run}/slurmctld.pid
-SlurmdPidFile={run}/slurmd.pid
+SlurmctldPidFile={layout.own_pid_file('slurmctld')}
+SlurmdPidFile={layout.own_pid_file('slurmd')}
 SlurmctldLogFile={log}/slurmctld.log
 SlurmdLogFile={log}/slurmd.log
 SlurmctldDebug=info
@@ -112,6 +123,7 @@ AuthType=auth/munge
 AuthInfo=socket={layout.munge_socket}
 DbdHost=localhost
 DbdAddr=127.0.0.1
+DbdPort={spec.slurm_ports['slurmdbd']}
 SlurmUser=root
 StorageType=accounting_storage/mysql
 StorageHost={spec.db_host}
@@ -120,7 +132,7 @@ StorageUser={spec.db_user}
 StoragePass={spec.db_password}
 StorageLoc={spec.db_name}
 LogFile={layout.log_file('slurmdbd')}
-PidFile={layout.pid_file('slurmdbd')}
+PidFile={layout.own_pid_file('slurmdbd')}
 DebugLevel=info
 """
 

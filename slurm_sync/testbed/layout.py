@@ -81,7 +81,12 @@ class Layout:
     redis_dir = property(lambda s: s.root / "redis")
 
     def pid_file(self, name: str) -> Path:
+        """The pid the bed recorded when it started `name` (see daemons.Daemon)."""
         return self.run_dir / f"{name}.pid"
+
+    def own_pid_file(self, name: str) -> Path:
+        """Where `name` writes its pid itself: apart from ours, which it would call corrupt."""
+        return self.run_dir / f"{name}.self.pid"
 
     def log_file(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"

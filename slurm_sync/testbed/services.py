@@ -54,7 +54,7 @@ def munge_daemon(layout: Layout) -> Daemon:
     """munged as root with its own key and socket in the bed dir: no clash with a site munge."""
     return Daemon("munged", [
         "munged", "--foreground", f"--socket={layout.munge_socket}",
-        f"--key-file={layout.munge_key}", f"--pid-file={layout.pid_file('munged')}",
+        f"--key-file={layout.munge_key}", f"--pid-file={layout.own_pid_file('munged')}",
         f"--log-file={layout.log_file('munged')}", f"--seed-file={layout.munge_dir}/munged.seed",
     ], layout.pid_file("munged"), layout.log_file("munged"), "munged")
 
@@ -86,7 +86,7 @@ def mariadb_daemon(layout: Layout, spec: Spec) -> Daemon:
     return Daemon("mariadbd", [
         "mariadbd", "--no-defaults", "--user=root", f"--datadir={layout.mariadb_dir}",
         f"--socket={layout.run_dir}/mariadb.sock", f"--port={spec.db_port}",
-        f"--bind-address={spec.db_host}", f"--pid-file={layout.pid_file('mariadbd')}",
+        f"--bind-address={spec.db_host}", f"--pid-file={layout.own_pid_file('mariadbd')}",
         f"--log-error={layout.log_file('mariadbd')}", "--skip-log-bin",
         "--innodb-buffer-pool-size=64M",
     ], layout.pid_file("mariadbd"), layout.log_file("mariadbd"), "mariadbd")
