@@ -31,6 +31,11 @@ COMPONENTS = parse_components({
 })
 
 
+def same(amount: Decimal, expected: Fraction) -> bool:
+    """Equal up to the last of the 60 digits usage computes with (1/3 has no finite decimal)."""
+    return abs(Fraction(amount) - expected) < Fraction(1, 10 ** 50)
+
+
 # ---- the command line ---------------------------------------------------------------
 
 def test_one_call_for_all_accounts_in_utc():
@@ -150,8 +155,7 @@ def test_parsed_lines_feed_usage():
     records = list(parse_lines(RECORDED))
     report = compute_usage(records, window, {"acc": "r"}, COMPONENTS, now=datetime(2024, 5, 2, 2, 3, 4, tzinfo=UTC))
     # job 7_3: 2 GPUs since May 1st 00:00, running until now = 26h03m04s
-    expected = Fraction(2 * (26 * 3600 + 3 * 60 + 4), 3600)
-    assert abs(Fraction(report.per_user["acc"]["bob"]["gpu"]) - expected) < Fraction(1, 10 ** 50)
+    assert same(report.per_user["acc"]["bob"]["gpu"], Fraction(2 * (26 * 3600 + 3 * 60 + 4), 3600))
     # carol: 1 TiB for a day = 1024*1024 MB x 1440 min / 61440
     assert report.per_user["acc"]["carol"]["mem"] == Decimal(1024 * 1024 * 1440) / 61440
 
@@ -209,7 +213,11 @@ def _wait_done(job_ids, timeout=120):
 
 @pytest.fixture
 def bed_accounts(slurm_sandbox):
-    """Two accounts under the sandbox, two unix users each associated with both."""
+    """Two accounts under the sandbox, two unix users each associated with both.
+
+    The users (names used by these tests only) are removed completely afterwards: their
+    DefaultAccount is in the sandbox, so their associations cannot go one by one.
+    """
     from tests.plugins.slurm_bed import add_slurm_user, ensure_unix_user, sacctmgr
 
     accounts = [f"{slurm_sandbox}_a", f"{slurm_sandbox}_b"]
@@ -218,9 +226,11 @@ def bed_accounts(slurm_sandbox):
     for account in accounts:
         for user in users:
             add_slurm_user(user, account)
-    return accounts, users
+    yield accounts, users
+    sacctmgr("-i", "remove", "user", "where", f"name={','.join(users)}", check=False)
 
 
+@pytest.mark.bed
 def test_real_jobs_read_with_one_sacct(bed_accounts):
     accounts, users = bed_accounts
     jobs = {_sbatch(user, account, 2): (account, user) for account in accounts for user in users}
@@ -251,11 +261,11 @@ def test_real_jobs_read_with_one_sacct(bed_accounts):
     assert sorted(r.job_id for r in records) == sorted(jobs)
     report = compute_usage(records, window, {a: f"res-{a}" for a in accounts}, COMPONENTS, now)
     for (account, user), (cpu_seconds, mem_seconds) in truth.items():
-        assert report.per_user[account][user]["cpu"] == Decimal(cpu_seconds) / (60 * 60000)
-        assert report.per_user[account][user]["mem"] == Decimal(mem_seconds) / (60 * 61440)
+        assert same(report.per_user[account][user]["cpu"], Fraction(cpu_seconds, 60 * 60000))
+        assert same(report.per_user[account][user]["mem"], Fraction(mem_seconds, 60 * 61440))
     for account in accounts:
         cpu = sum(v[0] for (a, _), v in truth.items() if a == account)
-        assert report.totals[account]["cpu"] == Decimal(cpu) / (60 * 60000)
+        assert same(report.totals[account]["cpu"], Fraction(cpu, 60 * 60000))
 
 
 @pytest.fixture
@@ -268,6 +278,7 @@ def job_table(bed_accounts):
     table.delete_synthetic(accounts)  # before the sandbox goes: a running row blocks its removal
 
 
+@pytest.mark.bed
 def test_injected_rows_across_a_month_boundary(bed_accounts, job_table):
     from slurm_sync.testing.job_rows import JobRow
 
