@@ -90,9 +90,11 @@ class Daemon:
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.out_file, "ab") as log:
             try:
+                # cwd in the bed: a crashing daemon dumps its core there, not in the caller's tree
                 proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
                                         stderr=subprocess.STDOUT, env=env,
-                                        start_new_session=True, close_fds=True)
+                                        cwd=self.pid_file.parent, start_new_session=True,
+                                        close_fds=True)
             except OSError as exc:
                 raise self.fail(f"cannot execute {self.argv[0]}: {exc}") from exc
         self.pid_file.write_text(f"{proc.pid}\n")
