@@ -37,7 +37,6 @@ class Spec:
     host: str = field(default_factory=short_hostname)
     db_host: str = "127.0.0.1"
     db_port: int = 3306
-    db_user: str = "slurm_testbed"
     db_password: str = field(default_factory=lambda: secrets.token_hex(12))
     redis_host: str = "127.0.0.1"
     redis_port: int = 6379
@@ -56,6 +55,12 @@ class Spec:
     @property
     def db_name(self) -> str:
         return f"slurm_testbed_{self.cluster}"
+
+    @property
+    def db_user(self) -> str:
+        """One user per cluster: each bed resets its user's password on `up`, and a shared
+        user would lock out the slurmdbd of a bed beside it on the same MariaDB."""
+        return f"slurm_tb_{self.cluster}"
 
     @classmethod
     def load(cls, layout: Layout) -> "Spec | None":
