@@ -27,6 +27,6 @@ timezone = "UTC"
 enable_utc = True
 broker_connection_retry_on_startup = True
 # Redis redelivers an unacknowledged task after this long; longer than any task runs.
-broker_transport_options = {"visibility_timeout": 3600}
+broker_transport_options = {"visibility_timeout": int(os.environ.get("SLURM_SYNC_VISIBILITY_TIMEOUT", "3600"))}
 worker_send_task_events = True
 task_send_sent_event = True

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Mapping
 
 from slurm_sync.homedirs import create_home_directories
 from slurm_sync.pull import OrderProcessor
-from slurm_sync.slurm.executor import DockerExecutor
+from slurm_sync.slurm.executor import DockerExecutor, SlurmCommandError
 from slurm_sync.waldur_api import ORDER_FIELDS, WaldurHTTPError, WaldurUnavailable
 
 from .app import app, runtime
@@ -20,7 +20,9 @@ from .guards import OrderGuard, exclusive
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = int(os.environ.get("SLURM_SYNC_BATCH_SIZE", "100"))
-RETRY = dict(autoretry_for=(WaldurUnavailable,), retry_backoff=2, retry_backoff_max=300, retry_jitter=True,
+# A SLURM read that fails (slurmdbd down) or Waldur unreachable: retry the batch with backoff.
+# Writes that SLURM refuses are handled per order inside the processor and never get here.
+RETRY = dict(autoretry_for=(WaldurUnavailable, SlurmCommandError), retry_backoff=2, retry_backoff_max=300, retry_jitter=True,
              max_retries=10)
 
 
@@ -59,6 +61,7 @@ def process_orders(self, orders: List[Dict[str, Any]]) -> Dict[str, List[str]]:
     """Apply a batch of orders; each order is locked, and skipped when another worker holds it or it is final."""
     rt = runtime()
     guard = OrderGuard(rt.redis)
+    mine = []
     try:
         mine = [o for o in orders if not guard.is_final(o["uuid"]) and guard.lock(o["uuid"])]
         if not mine:
@@ -67,12 +70,13 @@ def process_orders(self, orders: List[Dict[str, Any]]) -> Dict[str, List[str]]:
         for outcome in result.outcomes:
             if outcome.result in ("done", "erred"):
                 guard.mark_final(outcome.order_uuid, outcome.result)
-            else:
-                guard.unqueue(outcome.order_uuid)
         log.info("process_orders: %d orders in %.2f s, %d commits: %s", len(mine), result.seconds, result.commits,
                  {r: len(result.by_result(r)) for r in ("done", "erred", "skipped")})
         return {r: result.by_result(r) for r in ("done", "erred", "skipped")}
     finally:
+        for order in mine:  # whatever is not final may be enqueued again by the next poll
+            if not guard.is_final(order["uuid"]):
+                guard.unqueue(order["uuid"])
         guard.release_all()
 
 

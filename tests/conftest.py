@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.plugins.slurm_bed", "tests.plugins.waldur_emulator"]
+pytest_plugins = ["tests.plugins.slurm_bed", "tests.plugins.waldur_emulator", "tests.plugins.celery_worker"]

@@ -1,0 +1,69 @@
+"""pytest plugin: slurm-sync's real Celery worker(s) against the bed, the emulator and a test Redis db.
+
+``sync_env`` is the worker environment for this test (the emulator's URL and offering, a private
+SLURM parent account, Redis db 9 flushed before the test); ``start_worker`` starts a real
+`celery -A tasks worker -Q headnode,celery` with it and stops it after the test; ``send`` sends a
+task by name through the same broker.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import redis
+
+from slurm_sync.testing.celery_procs import start_worker as _start_worker, sync_environment
+
+TEST_REDIS = "redis://127.0.0.1:6379/9"
+
+
+@pytest.fixture
+def test_redis():
+    client = redis.Redis.from_url(TEST_REDIS)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def sync_env(slurm_sandbox, waldur, test_redis, tmp_path):
+    """Settings for a worker of this test; the SLURM parent account is made by the product under the sandbox."""
+    from tests.pull_scenario import COMPONENTS_YAML
+    components = tmp_path / "components.yaml"
+    components.write_text(COMPONENTS_YAML)
+    return {
+        "WALDUR_API_URL": waldur.url, "WALDUR_API_TOKEN": waldur.token, "WALDUR_SYNC_DIRECTION": "pull",
+        "SLURM_DEFAULT_ACCOUNT": f"{slurm_sandbox}w", "SLURM_CUSTOMER_PREFIX": "c_", "SLURM_PROJECT_PREFIX": "p_",
+        "SLURM_ALLOCATION_PREFIX": "a_", "SLURM_TRES_CONFIG_PATH": str(components),
+        "CELERY_BROKER_URL": TEST_REDIS, "REDIS_URL": TEST_REDIS,
+    }
+
+
+@pytest.fixture
+def start_worker(tmp_path, sync_env):
+    started = []
+
+    def start(offering_uuid: str, name: str = "headnode", **extra: str):
+        env = sync_environment(os.environ, WALDUR_OFFERING_UUID=offering_uuid, **{**sync_env, **extra})
+        worker = _start_worker(env, Path(tmp_path), name=name)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.kill()
+    from tests.plugins.slurm_bed import remove_sandbox
+    remove_sandbox(sync_env["SLURM_DEFAULT_ACCOUNT"])
+
+
+@pytest.fixture
+def send(sync_env):
+    from tasks.app import app
+    app.conf.broker_url = TEST_REDIS
+    app.pool.force_close_all()
+
+    def send_task(name: str, *args):
+        return app.send_task(name, args=list(args))
+
+    return send_task

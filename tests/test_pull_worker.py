@@ -1,0 +1,116 @@
+"""Pull through a real Celery worker and Redis, on the real bed: the idempotency guarantees."""
+import time
+
+from slurm_sync.waldur_api import ORDER_FIELDS
+
+from .pull_scenario import Scenario, slurm_tree
+
+
+def wait_until(predicate, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def slim(order):
+    return {k: order.get(k) for k in ORDER_FIELDS if k in order}
+
+
+def all_done(emu, orders):
+    return lambda: all(emu.get_order(o["uuid"])["state"] in ("done", "erred") for o in orders)
+
+
+def test_poll_through_worker_runs_create_update_terminate(waldur, start_worker, send, sync_env):
+    scenario = Scenario(waldur)
+    root = sync_env["SLURM_DEFAULT_ACCOUNT"]
+    start_worker(scenario.offering["uuid"])
+    orders = [scenario.create("acme", "physics", "w-one", team=("alice", "bob")),
+              scenario.create("globex", "bio", "w-two", team=("carol",))]
+    send("tasks.pull.poll_orders")
+    wait_until(all_done(waldur, orders), what="creates done")
+    assert [waldur.get_order(o["uuid"])["state"] for o in orders] == ["done", "done"]
+    accounts, _, users = slurm_tree(root)
+    assert accounts == {"c_acme": root, "p_physics": "c_acme", "a_w-one": "p_physics",
+                        "c_globex": root, "p_bio": "c_globex", "a_w-two": "p_bio"}
+    assert users == {("alice", "a_w-one"), ("bob", "a_w-one"), ("carol", "a_w-two")}
+
+    r1 = orders[0]["marketplace_resource_uuid"]
+    update = scenario.order(r1, "Update", limits={"cpu": 30, "gpu": 1})
+    send("tasks.pull.poll_orders")
+    wait_until(all_done(waldur, [update]), what="update done")
+    assert "cpu=1800" in slurm_tree(root)[1]["a_w-one"]
+
+    terminate = scenario.order(r1, "Terminate")
+    send("tasks.pull.poll_orders")
+    wait_until(all_done(waldur, [terminate]), what="terminate done")
+    accounts, _, users = slurm_tree(root)
+    assert set(accounts) == {"c_globex", "p_bio", "a_w-two"} and users == {("carol", "a_w-two")}
+
+
+def test_duplicate_delivery_does_one_write(waldur, start_worker, send, sync_env):
+    scenario = Scenario(waldur)
+    start_worker(scenario.offering["uuid"])
+    order = scenario.create("acme", "physics", "dup", team=("alice",))
+    send("tasks.pull.process_orders", [slim(order)])
+    send("tasks.pull.process_orders", [slim(order)])
+    wait_until(all_done(waldur, [order]), what="order done")
+    time.sleep(2)  # let the duplicate run
+    assert waldur.count("POST", "approve_by_provider") == 1
+    assert waldur.count("POST", "set_state_done") == 1
+    assert waldur.count("POST", "set_backend_id") == 1
+    assert "a_dup" in slurm_tree(sync_env["SLURM_DEFAULT_ACCOUNT"])[0]
+
+
+def test_two_workers_racing_on_one_order(waldur, start_worker, send, sync_env):
+    scenario = Scenario(waldur)
+    start_worker(scenario.offering["uuid"], name="one")
+    start_worker(scenario.offering["uuid"], name="two")
+    waldur.faults.latency(0.3)  # widen the race window
+    order = scenario.create("acme", "physics", "race", team=("alice",))
+    for _ in range(4):
+        send("tasks.pull.process_orders", [slim(order)])
+    wait_until(all_done(waldur, [order]), timeout=90, what="order done")
+    time.sleep(3)
+    waldur.faults.clear()
+    assert waldur.get_order(order["uuid"])["state"] == "done"
+    assert waldur.count("POST", "approve_by_provider") == 1
+    assert waldur.count("POST", "set_state_done") == 1
+    accounts, _, users = slurm_tree(sync_env["SLURM_DEFAULT_ACCOUNT"])
+    assert [a for a in accounts if a.startswith("a_")] == ["a_race"] and users == {("alice", "a_race")}
+
+
+def test_worker_killed_mid_order_is_redelivered_and_finishes(waldur, start_worker, send, sync_env):
+    scenario = Scenario(waldur)
+    extra = {"SLURM_SYNC_VISIBILITY_TIMEOUT": "3", "SLURM_SYNC_ORDER_LOCK_TTL": "3"}
+    worker = start_worker(scenario.offering["uuid"], name="doomed", **extra)
+    order = scenario.create("acme", "physics", "killed", team=("alice",))
+    waldur.faults.latency(1.0)
+    send("tasks.pull.process_orders", [slim(order)])
+    wait_until(lambda: waldur.count("POST", "approve_by_provider") == 1, what="approve sent")
+    worker.kill()  # SIGKILL: no ack, no lock release, mid-order
+    waldur.faults.clear()
+    assert waldur.get_order(order["uuid"])["state"] == "executing"
+    start_worker(scenario.offering["uuid"], name="heir", **extra)
+    wait_until(all_done(waldur, [order]), timeout=90, what="order finished by the new worker")
+    assert waldur.get_order(order["uuid"])["state"] == "done"
+    accounts, _, users = slurm_tree(sync_env["SLURM_DEFAULT_ACCOUNT"])
+    assert [a for a in accounts if a.startswith("a_")] == ["a_killed"] and users == {("alice", "a_killed")}
+
+
+def test_redis_flush_between_runs_changes_nothing(waldur, start_worker, send, sync_env, test_redis):
+    scenario = Scenario(waldur)
+    start_worker(scenario.offering["uuid"])
+    order = scenario.create("acme", "physics", "flushed", team=("alice", "bob"))
+    send("tasks.pull.process_orders", [slim(order)])
+    wait_until(all_done(waldur, [order]), what="order done")
+    before = slurm_tree(sync_env["SLURM_DEFAULT_ACCOUNT"])
+    test_redis.flushdb()  # markers gone: the same order delivered again must re-check, not re-do
+    stale = {**slim(order), "state": "executing"}
+    send("tasks.pull.process_orders", [stale])
+    wait_until(lambda: waldur.count("POST", "set_state_done") >= 2, what="second delivery handled")
+    assert slurm_tree(sync_env["SLURM_DEFAULT_ACCOUNT"]) == before
+    assert waldur.get_order(order["uuid"])["state"] == "done"
+    assert waldur.count("POST", "set_backend_id") == 1  # the account was found, not made again
