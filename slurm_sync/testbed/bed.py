@@ -81,8 +81,8 @@ def status(directory: str | os.PathLike | None = None) -> dict[str, str]:
                                       services.mariadb_answers(spec))
     result["redis"] = _server_state(services.redis_daemon(layout, spec), spec.redis,
                                     services.redis_answers(spec))
-    up = all(result[d.name] != "stopped" for d in slurm_daemons(layout))
-    result["node"] = (node_state(layout, spec) or "unknown") if up else "down"
+    ctld_up = result["slurmctld"] != "stopped"
+    result["node"] = (node_state(layout, spec) or "unknown") if ctld_up else "unknown"
     return result
 
 
@@ -179,6 +179,9 @@ def _bring_up(layout: Layout, spec: Spec, say: Say) -> None:
     _start(slurmd, lambda: node_state(layout, spec) in READY_NODE_STATES,
            f"showing node {spec.host} idle in sinfo", say, env, timeout=90,
            port=spec.slurm_ports["slurmd"])
+    # slurmdbd can crash only once slurmctld registers (bad rows in its database)
+    slurmdbd.wait_until(lambda: _cluster_registered(layout, spec) is not None,
+                        "answering after slurmctld registered", timeout=15)
 
     spec.redis = _reuse_or_start(
         "redis", services.redis_daemon(layout, spec), lambda: services.redis_answers(spec),
