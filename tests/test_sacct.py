@@ -321,3 +321,13 @@ def test_injected_rows_across_a_month_boundary(bed_accounts, job_table):
     for account in accounts:
         for kind in ("cpu", "mem", "gpu"):
             assert jan.totals[account][kind] + feb.totals[account][kind] == both.totals[account][kind]
+
+
+def test_time_shape_is_strict():
+    from slurm_sync.slurm.sacct import parse_time
+
+    assert parse_time("2024-02-29T23:59:59") == datetime(2024, 2, 29, 23, 59, 59, tzinfo=UTC)
+    for bad in ("2024-02-29 23:59:59", "2024-02-29T23:59:59+02:00", "2024-02-30T00:00:00", "Unknown", "",
+                "20240229T235959"):
+        with pytest.raises(MalformedLine):
+            parse_time(bad)
