@@ -26,7 +26,12 @@ accept_content = ["json"]
 timezone = "UTC"
 enable_utc = True
 broker_connection_retry_on_startup = True
-# Redis redelivers an unacknowledged task after this long; longer than any task runs.
-broker_transport_options = {"visibility_timeout": int(os.environ.get("SLURM_SYNC_VISIBILITY_TIMEOUT", "3600"))}
+# Redis redelivers a task left unacknowledged (its worker died) after visibility_timeout, which must
+# be longer than any task runs; workers sweep for such tasks every interval x throttle seconds.
+broker_transport_options = {
+    "visibility_timeout": int(os.environ.get("SLURM_SYNC_VISIBILITY_TIMEOUT", "3600")),
+    "unacked_restore_interval": int(os.environ.get("SLURM_SYNC_RESTORE_INTERVAL", "10")),
+    "unacked_restore_throttle": int(os.environ.get("SLURM_SYNC_RESTORE_THROTTLE", "10")),
+}
 worker_send_task_events = True
 task_send_sent_event = True

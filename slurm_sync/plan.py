@@ -13,8 +13,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .actual import ActualState
 from .allocations import AllocationSpec, NamingPolicy, OrderRejected, name_allocation, ownership_mark
-from .slurm.model import (AccountSpec, AddAccounts, AddUsers, CancelJobs, Operation, RemoveAccounts, RemoveUsers,
-                          SetDefaultAccounts, SetLimits)
+from .slurm.model import (AccountSpec, AddAccounts, AddUsers, CancelJobs, DeleteUsers, Operation, RemoveAccounts,
+                          RemoveUsers, SetDefaultAccounts, SetLimits)
 
 ROOT = "root"
 
@@ -39,6 +39,7 @@ class _Changes:
     defaults: Dict[str, str] = field(default_factory=dict)
     cancel: List[str] = field(default_factory=list)
     remove_users: List[Tuple[str, str]] = field(default_factory=list)
+    delete_users: List[str] = field(default_factory=list)
     remove_accounts: List[str] = field(default_factory=list)
 
     def merge(self, other: "_Changes") -> None:
@@ -47,7 +48,7 @@ class _Changes:
         self.defaults.update(other.defaults)
         for mine, theirs in ((self.new_users, other.new_users), (self.add_users, other.add_users),
                              (self.cancel, other.cancel), (self.remove_users, other.remove_users),
-                             (self.remove_accounts, other.remove_accounts)):
+                             (self.delete_users, other.delete_users), (self.remove_accounts, other.remove_accounts)):
             mine.extend(item for item in theirs if item not in mine)
 
     def operations(self) -> List[Operation]:
@@ -64,6 +65,8 @@ class _Changes:
             ops.append(CancelJobs(tuple(self.cancel)))
         if self.remove_users:
             ops.append(RemoveUsers(tuple(self.remove_users)))
+        if self.delete_users:
+            ops.append(DeleteUsers(tuple(self.delete_users)))
         if self.remove_accounts:
             ops.append(RemoveAccounts(tuple(self.remove_accounts)))
         return ops
@@ -134,16 +137,17 @@ class _Planner:
     def reconcile_users(self, changes: _Changes, account: str, wanted: Sequence[str]) -> None:
         have = self.actual.users.get(account, set())
         changes.add_users.extend((user, account) for user in sorted(set(wanted) - have))
-        leaving = sorted(have - set(wanted))
-        self.remove_associations(changes, account, leaving, also_leaving={account})
-
-    def remove_associations(self, changes: _Changes, account: str, users: Sequence[str], also_leaving: Set[str]) -> None:
-        for user in users:
+        for user in sorted(have - set(wanted)):
+            keep = self._kept_accounts(user, leaving={account})
+            if not keep:
+                changes.delete_users.append(user)  # its last association: the user goes whole
+                continue
             if self.actual.default_of.get(user) == account:
-                keep = sorted(self.actual.accounts_of.get(user, set()) - also_leaving - set(self.done.remove_accounts))
-                if keep:
-                    changes.defaults[user] = keep[0]
+                changes.defaults[user] = keep[0]
             changes.remove_users.append((user, account))
+
+    def _kept_accounts(self, user: str, leaving: Set[str]) -> List[str]:
+        return sorted(self.actual.accounts_of.get(user, set()) - leaving - set(self.done.remove_accounts))
 
     def remove(self, spec: AllocationSpec) -> Tuple[str, _Changes]:
         changes = _Changes()
@@ -160,9 +164,13 @@ class _Planner:
                 else:
                     break
         changes.cancel.extend(doomed)
+        # The adapter's RemoveAccounts removes the accounts' users (whole where nothing else is
+        # left to them); a user that keeps other accounts must first have its default moved there.
         for account in doomed:
-            users = sorted(self.actual.users.get(account, ()))
-            self.remove_associations(changes, account, users, also_leaving=set(doomed))
+            for user in sorted(self.actual.users.get(account, ())):
+                keep = self._kept_accounts(user, leaving=set(doomed))
+                if keep and self.actual.default_of.get(user) == account:
+                    changes.defaults[user] = keep[0]
         changes.remove_accounts.extend(doomed)
         return name, changes
 

@@ -2,7 +2,7 @@
 from slurm_sync.actual import ActualState
 from slurm_sync.allocations import AllocationSpec, NamingPolicy, ownership_mark
 from slurm_sync.plan import plan_batch
-from slurm_sync.slurm.model import (AddAccounts, AddUsers, Association, CancelJobs, RemoveAccounts, RemoveUsers,
+from slurm_sync.slurm.model import (AddAccounts, AddUsers, Association, CancelJobs, DeleteUsers, RemoveAccounts, RemoveUsers,
                                     SetDefaultAccounts, SetLimits)
 
 POLICY = NamingPolicy("waldur", "c_", "p_", "a_", 34)
@@ -77,9 +77,21 @@ def test_team_change_adds_and_removes_moving_default_first():
 
 def test_terminate_removes_allocation_and_empty_parents_children_first():
     plan = plan_batch([spec(remove=True, allocation="a_alloc")], tree(*BUILT), POLICY)
-    assert kinds(plan) == [CancelJobs, RemoveUsers, RemoveAccounts]
+    # the adapter's RemoveAccounts removes the accounts' user associations (users whole when nothing is left)
+    assert kinds(plan) == [CancelJobs, RemoveAccounts]
     assert plan.operations[-1] == RemoveAccounts(("a_alloc", "p_x", "c_x"))
-    assert set(plan.operations[1].users) == {("alice", "a_alloc"), ("bob", "a_alloc")}
+
+
+def test_terminate_moves_the_default_of_a_user_who_keeps_other_accounts():
+    rows = BUILT + [acct("site", "root"), user("bob", "site")]
+    plan = plan_batch([spec(remove=True, allocation="a_alloc")], tree(*rows), POLICY)
+    assert kinds(plan) == [SetDefaultAccounts, CancelJobs, RemoveAccounts]
+    assert plan.operations[0] == SetDefaultAccounts((("bob", "site"),))
+
+
+def test_user_losing_its_last_association_is_deleted_whole():
+    plan = plan_batch([spec(allocation="a_alloc", users=("alice",))], tree(*BUILT), POLICY)
+    assert plan.operations == [DeleteUsers(("bob",))]
 
 
 def test_terminate_keeps_a_project_that_still_has_allocations():

@@ -22,14 +22,21 @@ def scenario(waldur):
 def processor(waldur, scenario, slurm_sandbox):
     executor = NativeExecutor(timeout=60)
     api = WaldurAPI(waldur.url, waldur.token, scenario.offering["uuid"])
-    policy = NamingPolicy(default_account=f"{slurm_sandbox}w", customer_prefix="c_", project_prefix="p_",
-                          allocation_prefix="a_", max_len=34)
+    tag = slurm_sandbox[1:5]  # account names are cluster-wide: each test gets its own prefixes
+    policy = NamingPolicy(default_account=f"{slurm_sandbox}w", customer_prefix=f"c{tag}_", project_prefix=f"p{tag}_",
+                          allocation_prefix=f"a{tag}_", max_len=34)
     proc = OrderProcessor(api, SacctmgrClient(executor), parse_components(yaml.safe_load(COMPONENTS_YAML)), policy)
     proc.sandbox = slurm_sandbox
     yield proc
     # the default account is made by the product under root: fold it into the sandbox for teardown
     from tests.plugins.slurm_bed import remove_sandbox
     remove_sandbox(policy.default_account)
+
+
+def names(processor):
+    """c("acme") -> the customer account name in this test, likewise p() and a()."""
+    p = processor.policy
+    return (lambda n: p.customer_prefix + n), (lambda n: p.project_prefix + n), (lambda n: p.allocation_prefix + n)
 
 
 def run(processor, waldur):
@@ -39,20 +46,21 @@ def run(processor, waldur):
 
 def test_create_update_terminate_restore(processor, waldur, scenario):
     root = processor.policy.default_account
+    c, p, a = names(processor)
     o1 = scenario.create("acme", "physics", "alloc-one", limits={"cpu": 10, "gpu": 2}, team=("alice", "bob"))
     o2 = scenario.create("acme", "chem", "alloc-two", team=("carol",))
     o3 = scenario.create("globex", "bio", "alloc-three", team=())
     result = run(processor, waldur)
     assert sorted(result.by_result("done")) == sorted(o["uuid"] for o in (o1, o2, o3))
     accounts, limits, users = slurm_tree(root)
-    assert accounts == {"c_acme": root, "p_physics": "c_acme", "p_chem": "c_acme", "a_alloc-one": "p_physics",
-                        "a_alloc-two": "p_chem", "c_globex": root, "p_bio": "c_globex", "a_alloc-three": "p_bio"}
+    assert accounts == {c("acme"): root, p("physics"): c("acme"), p("chem"): c("acme"), a("alloc-one"): p("physics"),
+                        a("alloc-two"): p("chem"), c("globex"): root, p("bio"): c("globex"), a("alloc-three"): p("bio")}
     # cpu: 10 h x 60; mem: the configured 10 GB-h x 61440; gpu: 2 h x 60
-    assert limits["a_alloc-one"] == "cpu=600,mem=614400,gres/gpu=120" or set(limits["a_alloc-one"].split(",")) == {
+    assert limits[a("alloc-one")] == "cpu=600,mem=614400,gres/gpu=120" or set(limits[a("alloc-one")].split(",")) == {
         "cpu=600", "mem=600G", "gres/gpu=120"}
-    assert users == {("alice", "a_alloc-one"), ("bob", "a_alloc-one"), ("carol", "a_alloc-two")}
+    assert users == {("alice", a("alloc-one")), ("bob", a("alloc-one")), ("carol", a("alloc-two"))}
     r1 = o1["marketplace_resource_uuid"]
-    assert waldur.get_resource(r1)["backend_id"] == "a_alloc-one"
+    assert waldur.get_resource(r1)["backend_id"] == a("alloc-one")
     assert waldur.get_resource(r1)["state"] == "OK"
     assert all(waldur.get_order(o["uuid"])["state"] == "done" for o in (o1, o2, o3))
 
@@ -62,20 +70,20 @@ def test_create_update_terminate_restore(processor, waldur, scenario):
     update = scenario.order(r1, "Update", limits={"cpu": 20, "gpu": 1})
     assert run(processor, waldur).by_result("done") == [update["uuid"]]
     _, limits, _ = slurm_tree(root)
-    assert "cpu=1200" in limits["a_alloc-one"] and "gres/gpu=60" in limits["a_alloc-one"]
+    assert "cpu=1200" in limits[a("alloc-one")] and "gres/gpu=60" in limits[a("alloc-one")]
 
     terminate = scenario.order(r1, "Terminate")
     assert run(processor, waldur).by_result("done") == [terminate["uuid"]]
     accounts, _, users = slurm_tree(root)
-    assert "a_alloc-one" not in accounts and "p_physics" not in accounts and "c_acme" in accounts
-    assert not {u for u in users if u[1] == "a_alloc-one"}
+    assert a("alloc-one") not in accounts and p("physics") not in accounts and c("acme") in accounts
+    assert not {u for u in users if u[1] == a("alloc-one")}
     assert user_associations("bob") == set()  # no association of ours is left to run jobs with
     assert waldur.get_resource(r1)["state"] == "Terminated"
 
     restore = scenario.order(r1, "Restore", limits={"cpu": 20, "gpu": 1})
     assert run(processor, waldur).by_result("done") == [restore["uuid"]]
     accounts, _, users = slurm_tree(root)
-    assert accounts["a_alloc-one"] == "p_physics" and ("bob", "a_alloc-one") in users
+    assert accounts[a("alloc-one")] == p("physics") and ("bob", a("alloc-one")) in users
 
 
 def test_terminating_everything_leaves_nothing(processor, waldur, scenario):

@@ -19,6 +19,11 @@ def slim(order):
     return {k: order.get(k) for k in ORDER_FIELDS if k in order}
 
 
+def names(env):
+    """c("acme") -> this test's customer account name; likewise p() and a()."""
+    return tuple((lambda n, k=k: env[f"SLURM_{k}_PREFIX"] + n) for k in ("CUSTOMER", "PROJECT", "ALLOCATION"))
+
+
 def all_done(emu, orders):
     return lambda: all(emu.get_order(o["uuid"])["state"] in ("done", "erred") for o in orders)
 
@@ -26,6 +31,7 @@ def all_done(emu, orders):
 def test_poll_through_worker_runs_create_update_terminate(waldur, start_worker, send, sync_env):
     scenario = Scenario(waldur)
     root = sync_env["SLURM_DEFAULT_ACCOUNT"]
+    c, p, a = names(sync_env)
     start_worker(scenario.offering["uuid"])
     orders = [scenario.create("acme", "physics", "w-one", team=("alice", "bob")),
               scenario.create("globex", "bio", "w-two", team=("carol",))]
@@ -33,25 +39,26 @@ def test_poll_through_worker_runs_create_update_terminate(waldur, start_worker, 
     wait_until(all_done(waldur, orders), what="creates done")
     assert [waldur.get_order(o["uuid"])["state"] for o in orders] == ["done", "done"]
     accounts, _, users = slurm_tree(root)
-    assert accounts == {"c_acme": root, "p_physics": "c_acme", "a_w-one": "p_physics",
-                        "c_globex": root, "p_bio": "c_globex", "a_w-two": "p_bio"}
-    assert users == {("alice", "a_w-one"), ("bob", "a_w-one"), ("carol", "a_w-two")}
+    assert accounts == {c("acme"): root, p("physics"): c("acme"), a("w-one"): p("physics"),
+                        c("globex"): root, p("bio"): c("globex"), a("w-two"): p("bio")}
+    assert users == {("alice", a("w-one")), ("bob", a("w-one")), ("carol", a("w-two"))}
 
     r1 = orders[0]["marketplace_resource_uuid"]
     update = scenario.order(r1, "Update", limits={"cpu": 30, "gpu": 1})
     send("tasks.pull.poll_orders")
     wait_until(all_done(waldur, [update]), what="update done")
-    assert "cpu=1800" in slurm_tree(root)[1]["a_w-one"]
+    assert "cpu=1800" in slurm_tree(root)[1][a("w-one")]
 
     terminate = scenario.order(r1, "Terminate")
     send("tasks.pull.poll_orders")
     wait_until(all_done(waldur, [terminate]), what="terminate done")
     accounts, _, users = slurm_tree(root)
-    assert set(accounts) == {"c_globex", "p_bio", "a_w-two"} and users == {("carol", "a_w-two")}
+    assert set(accounts) == {c("globex"), p("bio"), a("w-two")} and users == {("carol", a("w-two"))}
 
 
 def test_duplicate_delivery_does_one_write(waldur, start_worker, send, sync_env):
     scenario = Scenario(waldur)
+    c, p, a = names(sync_env)
     start_worker(scenario.offering["uuid"])
     order = scenario.create("acme", "physics", "dup", team=("alice",))
     send("tasks.pull.process_orders", [slim(order)])
@@ -61,11 +68,12 @@ def test_duplicate_delivery_does_one_write(waldur, start_worker, send, sync_env)
     assert waldur.count("POST", "approve_by_provider") == 1
     assert waldur.count("POST", "set_state_done") == 1
     assert waldur.count("POST", "set_backend_id") == 1
-    assert "a_dup" in slurm_tree(sync_env["SLURM_DEFAULT_ACCOUNT"])[0]
+    assert a("dup") in slurm_tree(sync_env["SLURM_DEFAULT_ACCOUNT"])[0]
 
 
 def test_two_workers_racing_on_one_order(waldur, start_worker, send, sync_env):
     scenario = Scenario(waldur)
+    c, p, a = names(sync_env)
     start_worker(scenario.offering["uuid"], name="one")
     start_worker(scenario.offering["uuid"], name="two")
     waldur.faults.latency(0.3)  # widen the race window
@@ -79,12 +87,14 @@ def test_two_workers_racing_on_one_order(waldur, start_worker, send, sync_env):
     assert waldur.count("POST", "approve_by_provider") == 1
     assert waldur.count("POST", "set_state_done") == 1
     accounts, _, users = slurm_tree(sync_env["SLURM_DEFAULT_ACCOUNT"])
-    assert [a for a in accounts if a.startswith("a_")] == ["a_race"] and users == {("alice", "a_race")}
+    assert [x for x in accounts if x.startswith(a(""))] == [a("race")] and users == {("alice", a("race"))}
 
 
 def test_worker_killed_mid_order_is_redelivered_and_finishes(waldur, start_worker, send, sync_env):
     scenario = Scenario(waldur)
-    extra = {"SLURM_SYNC_VISIBILITY_TIMEOUT": "3", "SLURM_SYNC_ORDER_LOCK_TTL": "3"}
+    c, p, a = names(sync_env)
+    extra = {"SLURM_SYNC_VISIBILITY_TIMEOUT": "3", "SLURM_SYNC_ORDER_LOCK_TTL": "3",
+             "SLURM_SYNC_RESTORE_INTERVAL": "1", "SLURM_SYNC_RESTORE_THROTTLE": "1"}
     worker = start_worker(scenario.offering["uuid"], name="doomed", **extra)
     order = scenario.create("acme", "physics", "killed", team=("alice",))
     waldur.faults.latency(1.0)
@@ -97,11 +107,12 @@ def test_worker_killed_mid_order_is_redelivered_and_finishes(waldur, start_worke
     wait_until(all_done(waldur, [order]), timeout=90, what="order finished by the new worker")
     assert waldur.get_order(order["uuid"])["state"] == "done"
     accounts, _, users = slurm_tree(sync_env["SLURM_DEFAULT_ACCOUNT"])
-    assert [a for a in accounts if a.startswith("a_")] == ["a_killed"] and users == {("alice", "a_killed")}
+    assert [x for x in accounts if x.startswith(a(""))] == [a("killed")] and users == {("alice", a("killed"))}
 
 
 def test_redis_flush_between_runs_changes_nothing(waldur, start_worker, send, sync_env, test_redis):
     scenario = Scenario(waldur)
+    c, p, a = names(sync_env)
     start_worker(scenario.offering["uuid"])
     order = scenario.create("acme", "physics", "flushed", team=("alice", "bob"))
     send("tasks.pull.process_orders", [slim(order)])
@@ -113,4 +124,6 @@ def test_redis_flush_between_runs_changes_nothing(waldur, start_worker, send, sy
     wait_until(lambda: waldur.count("POST", "set_state_done") >= 2, what="second delivery handled")
     assert slurm_tree(sync_env["SLURM_DEFAULT_ACCOUNT"]) == before
     assert waldur.get_order(order["uuid"])["state"] == "done"
-    assert waldur.count("POST", "set_backend_id") == 1  # the account was found, not made again
+    # the account was found by its ownership mark, not made again under another name
+    backend_ids = [r.body["backend_id"] for r in waldur.requests if r.path.endswith("/set_backend_id/")]
+    assert set(backend_ids) == {a("flushed")}

@@ -37,6 +37,10 @@ class SlurmCommandError(Exception):
         self.message = message
         super().__init__(str(self))
 
+    def __reduce__(self):
+        """Picklable with its fields (Celery sends a task's exception through the broker)."""
+        return (type(self), (self.argv, self.returncode, self.stdout, self.stderr, self.message))
+
     def __str__(self) -> str:
         what = self.message or f"exited with {self.returncode}"
         text = f"{' '.join(self.argv)}: {what}"

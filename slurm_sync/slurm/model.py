@@ -74,6 +74,17 @@ class RemoveUsers:
 
 
 @dataclass(frozen=True)
+class DeleteUsers:
+    """Remove users from the cluster whole: for a user losing its last association.
+
+    ``remove user where name=U account=A`` of a user's last association leaves a live user
+    with no association, and slurmdbd 22.05 then segfaults in every user listing (measured).
+    """
+
+    users: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class CancelJobs:
     """Cancel every job charged to these accounts (``scancel -A``); not a sacctmgr commit."""
 
@@ -87,7 +98,8 @@ class RemoveAccounts:
     accounts: Tuple[str, ...]
 
 
-Operation = Union[AddAccounts, SetLimits, AddUsers, SetDefaultAccounts, RemoveUsers, CancelJobs, RemoveAccounts]
+Operation = Union[AddAccounts, SetLimits, AddUsers, SetDefaultAccounts, RemoveUsers, DeleteUsers, CancelJobs,
+                  RemoveAccounts]
 
 
 # ---- accounting ------------------------------------------------------------------

@@ -15,8 +15,8 @@ from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence,
 
 from . import loadfile, safety
 from .executor import CommandResult, NativeExecutor, SlurmCommandError
-from .model import (AddAccounts, AddUsers, Association, CancelJobs, Operation, RemoveAccounts, RemoveUsers,
-                    SetDefaultAccounts, SetLimits)
+from .model import (AddAccounts, AddUsers, Association, CancelJobs, DeleteUsers, Operation, RemoveAccounts,
+                    RemoveUsers, SetDefaultAccounts, SetLimits)
 from .sacctmgr_parse import ASSOC_FIELDS, USER_FIELDS, parse_associations, parse_default_accounts, parse_tres
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class SacctmgrClient:
         started = time.monotonic()
         handlers = {
             AddAccounts: self._add_accounts, SetLimits: self._set_limits, AddUsers: self._add_users,
-            SetDefaultAccounts: self._set_defaults, RemoveUsers: self._remove_users,
+            SetDefaultAccounts: self._set_defaults, RemoveUsers: self._remove_users, DeleteUsers: self._delete_users,
             CancelJobs: self._cancel_jobs, RemoveAccounts: self._remove_accounts,
         }
         try:
@@ -149,6 +149,11 @@ class SacctmgrClient:
         for users, accounts in _cross_groups(op.users):
             self._write(report, ["remove", "user", "where", "name=" + ",".join(users),
                                  "account=" + ",".join(accounts), f"cluster={self.cluster}"])
+
+    def _delete_users(self, op: DeleteUsers, report: ApplyReport) -> None:
+        users = [safety.name(user, "user") for user in op.users]
+        if users:
+            self._write(report, ["remove", "user", "where", "name=" + ",".join(users), f"cluster={self.cluster}"])
 
     def _cancel_jobs(self, op: CancelJobs, report: ApplyReport) -> None:
         """``squeue --accounts=a,b`` then one ``scancel <ids>``; wait until the jobs are gone.

@@ -34,8 +34,9 @@ def sync_env(slurm_sandbox, waldur, test_redis, tmp_path):
     components.write_text(COMPONENTS_YAML)
     return {
         "WALDUR_API_URL": waldur.url, "WALDUR_API_TOKEN": waldur.token, "WALDUR_SYNC_DIRECTION": "pull",
-        "SLURM_DEFAULT_ACCOUNT": f"{slurm_sandbox}w", "SLURM_CUSTOMER_PREFIX": "c_", "SLURM_PROJECT_PREFIX": "p_",
-        "SLURM_ALLOCATION_PREFIX": "a_", "SLURM_TRES_CONFIG_PATH": str(components),
+        # account names are cluster-wide: each test gets its own prefixes
+        "SLURM_DEFAULT_ACCOUNT": f"{slurm_sandbox}w", "SLURM_CUSTOMER_PREFIX": f"c{slurm_sandbox[1:5]}_",
+        "SLURM_PROJECT_PREFIX": f"p{slurm_sandbox[1:5]}_", "SLURM_ALLOCATION_PREFIX": f"a{slurm_sandbox[1:5]}_", "SLURM_TRES_CONFIG_PATH": str(components),
         "CELERY_BROKER_URL": TEST_REDIS, "REDIS_URL": TEST_REDIS,
     }
 
@@ -57,13 +58,20 @@ def start_worker(tmp_path, sync_env):
     remove_sandbox(sync_env["SLURM_DEFAULT_ACCOUNT"])
 
 
-@pytest.fixture
-def send(sync_env):
-    from tasks.app import app
+@pytest.fixture(scope="session")
+def _test_app():
+    """A client app with slurm-sync's configuration (routes included) on the test broker."""
+    from celery import Celery
+    app = Celery("slurm_sync_tests")
+    app.config_from_object("celeryconfig")
     app.conf.broker_url = TEST_REDIS
-    app.pool.force_close_all()
+    yield app
+    app.close()
 
+
+@pytest.fixture
+def send(sync_env, _test_app):
     def send_task(name: str, *args):
-        return app.send_task(name, args=list(args))
+        return _test_app.send_task(name, args=list(args))
 
     return send_task

@@ -105,6 +105,8 @@ def remove_sandbox(parent: str) -> None:
     so such users get a default outside the sandbox first.
     """
     accounts = _descendants(parent)
+    if not sacctmgr("-n", "-P", "show", "account", parent, "format=account").stdout.strip():
+        return  # never made (a test that stopped early) or already gone
     _cancel_jobs(accounts)
     assoc = [line.split("|") for line in
              sacctmgr("-n", "-P", "show", "assoc", "format=user,account").stdout.splitlines()]
@@ -115,8 +117,14 @@ def remove_sandbox(parent: str) -> None:
         elsewhere = [a for u, a in assoc if u == user and a not in accounts]
         if defaults.get(user) in accounts and elsewhere:
             sacctmgr("-i", "modify", "user", user, "set", f"defaultaccount={elsewhere[0]}")
-    if users:
-        sacctmgr("-i", "remove", "user", "where", f"name={','.join(users)}",
+    # A user whose last association goes must be removed whole: `remove user ... account=`
+    # of the last one leaves a live user with no association, which crashes slurmdbd 22.05.
+    whole = [u for u in users if not [a for v, a in assoc if v == u and a not in accounts]]
+    partial = [u for u in users if u not in whole]
+    if whole:
+        sacctmgr("-i", "remove", "user", "where", f"name={','.join(whole)}")
+    if partial:
+        sacctmgr("-i", "remove", "user", "where", f"name={','.join(partial)}",
                  f"account={','.join(accounts)}")
     sacctmgr("-i", "remove", "account", "where", f"name={','.join(accounts)}")
 

@@ -1,0 +1,125 @@
+"""Pull benchmark: N Create orders through a real worker on the real bed; prints the figures.
+
+    eval "$(slurm-sync testbed env)"; python benchmarks/pull_orders.py --orders 500
+
+Counts every sacctmgr process (and the writing ones, `-i`) with a PATH shim in front of the
+real binary, and every Waldur request from the emulator's request log. Targets (issue 3):
+500 orders <= 30 s, <= 5 Waldur requests per order, an idle cycle with 0 SLURM writes.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import redis  # noqa: E402
+
+from slurm_sync.testing.celery_procs import start_worker, sync_environment  # noqa: E402
+from slurm_sync.testing.waldur_emulator import WaldurEmulator  # noqa: E402
+
+COMPONENTS = [{"type": "cpu", "name": "CPU", "measured_unit": "k-Hours", "billing_type": "usage"},
+              {"type": "mem", "name": "RAM", "measured_unit": "gb-Hours", "billing_type": "usage"},
+              {"type": "gpu", "name": "GPU", "measured_unit": "hours", "billing_type": "usage"}]
+BROKER = "redis://127.0.0.1:6379/10"
+
+
+def counting_shim(directory: Path, log: Path) -> None:
+    real = shutil.which("sacctmgr")
+    shim = directory / "sacctmgr"
+    shim.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
+    shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
+
+
+def seed(emu: WaldurEmulator, orders: int, customers: int, users_per_order: int) -> list:
+    offering = emu.add_offering("SLURM bench", components=COMPONENTS)
+    users = []
+    for i in range(max(users_per_order * 10, users_per_order)):
+        user = emu.add_user(f"bench-user{i}")
+        emu.add_offering_user(offering["uuid"], user["uuid"], f"bu{i:03d}")
+        users.append(user)
+    projects = []
+    for c in range(customers):
+        customer = emu.add_customer(f"Bench customer {c}", slug=f"bc{c}")
+        projects.append(emu.add_project(customer["uuid"], f"Bench project {c}", slug=f"bp{c}"))
+    created = []
+    for n in range(orders):
+        order = emu.create_order(offering["uuid"], projects[n % customers]["uuid"], type="Create", limits={},
+                                 attributes={"name": f"bench-{n}"})
+        for k in range(users_per_order):
+            emu.add_team_member(order["marketplace_resource_uuid"], users[(n + k) % len(users)]["uuid"])
+        created.append(order)
+    return offering, created
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("--customers", type=int, default=20)
+    parser.add_argument("--users", type=int, default=3, help="team members per order")
+    parser.add_argument("--batch", type=int, default=500, help="SLURM_SYNC_BATCH_SIZE")
+    args = parser.parse_args()
+    if "SLURM_CONF" not in os.environ:
+        print('run `eval "$(slurm-sync testbed env)"` first', file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="slurm-sync-bench-"))
+    (work / "bin").mkdir()
+    calls = work / "sacctmgr.calls"
+    counting_shim(work / "bin", calls)
+    redis.Redis.from_url(BROKER).flushdb()
+    emu = WaldurEmulator(token="bench").start()
+    offering, orders = seed(emu, args.orders, args.customers, args.users)
+    parent = f"bench{os.getpid()}"
+    env = sync_environment(os.environ, PATH=f"{work / 'bin'}:{os.environ['PATH']}", WALDUR_API_URL=emu.url,
+                           WALDUR_API_TOKEN="bench", WALDUR_OFFERING_UUID=offering["uuid"],
+                           SLURM_DEFAULT_ACCOUNT=parent, CELERY_BROKER_URL=BROKER, REDIS_URL=BROKER,
+                           SLURM_SYNC_BATCH_SIZE=str(args.batch))
+    worker = start_worker(env, work)
+    from celery import Celery
+    app = Celery("bench")
+    app.config_from_object("celeryconfig")
+    app.conf.broker_url = BROKER
+    try:
+        seeded_requests = len(emu.requests)
+        calls.write_text("")
+        started = time.monotonic()
+        app.send_task("tasks.pull.poll_orders")
+        while sum(emu.get_order(o["uuid"])["state"] in ("done", "erred") for o in orders) < len(orders):
+            time.sleep(0.1)
+            if time.monotonic() - started > 600:
+                print(worker.tail(), file=sys.stderr)
+                raise SystemExit("timed out")
+        seconds = time.monotonic() - started
+        states = [emu.get_order(o["uuid"])["state"] for o in orders]
+        lines = calls.read_text().splitlines()
+        requests = len(emu.requests) - seeded_requests
+        print(f"orders: {len(orders)} ({args.customers} customers, {args.users} users each); "
+              f"done {states.count('done')}, erred {states.count('erred')}")
+        print(f"seconds until all done: {seconds:.2f}")
+        print(f"sacctmgr processes: {len(lines)}, writes (-i): {sum(1 for l in lines if l.startswith('-i'))}")
+        print(f"Waldur requests: {requests} ({requests / len(orders):.2f} per order)")
+
+        calls.write_text("")
+        before = len(emu.requests)
+        result = app.send_task("tasks.pull.poll_orders")
+        time.sleep(3)
+        lines = calls.read_text().splitlines()
+        print(f"idle cycle: sacctmgr writes {sum(1 for l in lines if l.startswith('-i'))}, "
+              f"Waldur requests {len(emu.requests) - before}")
+    finally:
+        worker.kill()
+        emu.stop()
+        subprocess.run([sys.executable, "-c", "from tests.plugins.slurm_bed import remove_sandbox; "
+                        f"remove_sandbox({parent!r})"], cwd=Path(__file__).resolve().parents[1], timeout=300)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
