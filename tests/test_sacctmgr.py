@@ -8,7 +8,7 @@ import pytest
 
 from slurm_sync.slurm import loadfile, safety
 from slurm_sync.slurm.executor import CommandResult, NativeExecutor, SlurmCommandError
-from slurm_sync.slurm.model import (AccountSpec, AddAccounts, AddUsers, Association, CancelJobs, RemoveAccounts,
+from slurm_sync.slurm.model import (AccountSpec, AddAccounts, AddUsers, Association, CancelJobs, DeleteUsers, RemoveAccounts,
                                     RemoveUsers, SetDefaultAccounts, SetLimits)
 from slurm_sync.slurm.sacctmgr import SacctmgrClient, _cross_groups
 from slurm_sync.slurm.sacctmgr_parse import parse_associations, parse_tres, parse_tres_minutes
@@ -277,13 +277,14 @@ def test_real_bed_full_lifecycle(bed_client, slurm_sandbox):
     alloc_row = [a for a in sacctmgr.read_associations() if a.account == alloc and not a.user][0]
     assert dict(alloc_row.grp_tres_mins) == {"cpu": 1200, "gres/gpu": 5}
 
-    # a second allocation; u1's default moves there, then u1 leaves the first one
+    # a second allocation; u1's default moves there, then u1 leaves the first one; u2 loses its
+    # last association, so it goes whole (a user left with none crashes slurmdbd 22.05)
     alloc2 = f"{top}-a2"
     sacctmgr.apply([AddAccounts((AccountSpec(alloc2, proj),), ((u4, alloc2),)), AddUsers(((u1, alloc2),)),
-                    SetDefaultAccounts(((u1, alloc2),)), RemoveUsers(((u1, alloc), (u2, alloc)))])
+                    SetDefaultAccounts(((u1, alloc2),)), RemoveUsers(((u1, alloc),)), DeleteUsers((u2,))])
     rows = {(a.account, a.user): a.is_default for a in sacctmgr.read_associations() if a.user in (u1, u2, u4)}
     assert rows == {(alloc2, u1): True, (alloc2, u4): True}
-    assert sacctmgr.apply([AddUsers(((u1, alloc2),)), RemoveUsers(((u2, alloc),))]).commits == 0
+    assert sacctmgr.apply([AddUsers(((u1, alloc2),)), DeleteUsers((u2,))]).commits == 0
 
     report = sacctmgr.apply([CancelJobs((alloc, alloc2)), RemoveAccounts((alloc, alloc2, proj, cust))])
     assert report.commits <= 3
