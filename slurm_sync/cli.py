@@ -31,6 +31,19 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return print_plan()
 
 
+def _cmd_load_components(args: argparse.Namespace) -> int:
+    from .components import load_components
+    from .offering_components import sync_components
+    from .settings import load_settings
+    from .waldur_api import WaldurAPI
+    settings = load_settings()
+    waldur = WaldurAPI(settings.waldur_api_url, settings.waldur_api_token, settings.waldur_offering_uuid,
+                       verify_ssl=settings.requests_verify_ssl)
+    for type_, action in sync_components(waldur, load_components(settings.slurm_tres_config_path)):
+        print(f"{type_}: {action}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     return run_demo(keep_running=args.keep_running, profile=args.profile)
@@ -47,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
         func=_cmd_check_config)
     sub.add_parser("plan", help="print the sacctmgr changes the pending orders would cause, applying nothing"
                    ).set_defaults(func=_cmd_plan)
+    sub.add_parser("load-components", help="create/update the offering's components from config-components.yaml"
+                   ).set_defaults(func=_cmd_load_components)
     demo = sub.add_parser("demo", help="bed + Waldur emulator + worker + beat: a demo order becomes a SLURM account")
     demo.add_argument("--keep-running", action="store_true", help="leave worker, beat and emulator running")
     demo.add_argument("--profile", choices=("current", "7.0"), default="current", help="emulated Waldur generation")

@@ -133,7 +133,38 @@ class WaldurAPI:
         return self.client._query_resource_list(waldur_client.Endpoints.MarketplaceProviderResources, {
             "offering_uuid": self.offering_uuid, "state": list(states), "page_size": 300})
 
+    def set_resource_erred(self, resource_uuid: str, message: str) -> None:
+        self.client.marketplace_provider_resource_set_as_erred(
+            resource_uuid, {"error_message": message[:1000], "error_traceback": message})
+
+    def set_resource_ok(self, resource_uuid: str) -> None:
+        self.client.marketplace_provider_resource_set_as_ok(resource_uuid)
+
+    # -- usage --
+
+    def set_usage(self, resource_uuid: str, date: str, usages: Dict[str, str]) -> None:
+        """One POST carrying every component's amount (decimal strings) for the month of ``date``."""
+        url = self.client._build_url(f"{waldur_client.Endpoints.MarketplaceComponentUsage}/set_usage/")
+        self.client._post(url, valid_states=[200, 201], json={
+            "resource": resource_uuid, "date": date,
+            "usages": [{"type": t, "amount": a, "description": ""} for t, a in sorted(usages.items())]})
+
+    def component_usages(self, resource_uuid: str, billing_period: str) -> List[Dict[str, Any]]:
+        return self.client.list_component_usages(resource_uuid, billing_period=billing_period)
+
+    def set_user_usages(self, component_usage_uuid: str, usages: Dict[str, str]) -> None:
+        url = self.client._build_resource_url(waldur_client.Endpoints.MarketplaceComponentUsage,
+                                              component_usage_uuid, "set_user_usages")
+        self.client._post(url, valid_states=[200, 201], json={
+            "usages": [{"username": u, "usage": a} for u, a in sorted(usages.items())]})
+
     # -- offering --
+
+    def create_offering_component(self, component: Dict[str, Any]) -> None:
+        self.client.create_offering_component(self.offering_uuid, component)
+
+    def update_offering_component(self, component: Dict[str, Any]) -> None:
+        self.client.update_offering_component(self.offering_uuid, component)
 
     def offering(self) -> Dict[str, Any]:
         return self.client.get_marketplace_provider_offering(self.offering_uuid)

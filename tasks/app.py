@@ -18,7 +18,7 @@ from slurm_sync.waldur_api import WaldurAPI
 
 log = logging.getLogger(__name__)
 
-app = Celery("slurm_sync", include=["tasks.pull"])
+app = Celery("slurm_sync", include=["tasks.pull", "tasks.push"])
 app.config_from_object("celeryconfig")
 
 

@@ -1,0 +1,195 @@
+"""Push: SLURM usage and account state go back to Waldur, once, and only what changed.
+
+One cycle: list the offering's resources (one paged read), read the SLURM tree (one
+``sacctmgr`` read) to report vanished or returned accounts, then for each billing month to
+report read ALL allocations' jobs with ONE sacct call, compute usage per component and per
+user, and post only the amounts that differ from the last ones reported (kept in a
+:class:`ReportedStore`). Amounts are rounded to 2 places only here, when sent.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, Tuple
+
+from .actual import ActualState
+from .billing import month_window, months_to_report
+from .components import Components
+from .naming import NamingError, check_account_name
+from .slurm.sacct import ParseStats, read_jobs
+from .usage import compute_usage, to_wire
+from .waldur_api import WaldurAPI, WaldurHTTPError
+
+log = logging.getLogger(__name__)
+Month = Tuple[int, int]
+
+
+class ReportedStore(Protocol):
+    """The last amounts reported per (resource, month): {type: "1.23"} and {user: {type: "1.23"}}."""
+
+    def get(self, resource: str, month: Month) -> Tuple[Dict[str, str], Dict[str, Dict[str, str]]]: ...
+
+    def put(self, resource: str, month: Month, totals: Dict[str, str], users: Dict[str, Dict[str, str]]) -> None: ...
+
+    def forget(self, resource: Optional[str] = None, month: Optional[Month] = None) -> None: ...
+
+
+class MemoryStore:
+    """A ReportedStore in a dict (tests, one-off runs)."""
+
+    def __init__(self):
+        self.data: Dict[Tuple[str, Month], Tuple[Dict[str, str], Dict[str, Dict[str, str]]]] = {}
+
+    def get(self, resource, month):
+        totals, users = self.data.get((resource, month), ({}, {}))
+        return dict(totals), {u: dict(v) for u, v in users.items()}
+
+    def put(self, resource, month, totals, users):
+        self.data[(resource, month)] = (dict(totals), {u: dict(v) for u, v in users.items()})
+
+    def forget(self, resource=None, month=None):
+        for key in [k for k in self.data if (resource is None or k[0] == resource) and (month is None or k[1] == month)]:
+            del self.data[key]
+
+
+@dataclass
+class PushResult:
+    months: List[Month] = field(default_factory=list)
+    sacct_calls: int = 0
+    jobs: int = 0
+    usage_posts: int = 0
+    user_usage_posts: int = 0
+    erred: List[str] = field(default_factory=list)
+    recovered: List[str] = field(default_factory=list)
+    anomalies: List[str] = field(default_factory=list)
+
+
+def billing_date(month: Month) -> str:
+    """A moment inside the month in every time zone (the 15th, noon UTC)."""
+    return datetime(month[0], month[1], 15, 12, tzinfo=timezone.utc).isoformat()
+
+
+class UsageReporter:
+    def __init__(self, waldur: WaldurAPI, sacctmgr: Any, components: Components, store: ReportedStore, *,
+                 tz: str = "UTC", closing_day: int = 3, tres_source: str = "alloc",
+                 lines: Optional[Callable[[List[str]], Iterable[str]]] = None):
+        self.waldur = waldur
+        self.sacctmgr = sacctmgr
+        self.components = components
+        self.store = store
+        self.tz = tz
+        self.closing_day = closing_day
+        self.tres_source = tres_source
+        self.lines = lines
+        self.usage_types = [c.type for c in components if c.accounting_type == "usage"]
+
+    def run(self, now: Optional[datetime] = None, resource_uuids: Optional[Sequence[str]] = None,
+            months: Optional[Sequence[Month]] = None) -> PushResult:
+        now = now or datetime.now(timezone.utc)
+        result = PushResult()
+        resources = self._resources(resource_uuids)
+        present = self._report_state(resources, result)
+        current = months_to_report(now, 0, self.tz)[-1]
+        result.months = list(months or months_to_report(now, self.closing_day, self.tz))
+        for month in result.months:
+            self._report_month(month, month != current, present, now, result)
+        return result
+
+    # -- state --
+
+    def _resources(self, only: Optional[Sequence[str]]) -> Dict[str, Dict[str, Any]]:
+        by_account: Dict[str, Dict[str, Any]] = {}
+        for resource in self.waldur.resources():
+            if only and resource["uuid"] not in only:
+                continue
+            if not resource.get("backend_id"):
+                continue
+            try:
+                by_account[check_account_name(resource["backend_id"])] = resource
+            except NamingError as error:
+                log.warning("resource %s skipped: %s", resource["uuid"], error)
+        return by_account
+
+    def _report_state(self, resources: Dict[str, Dict[str, Any]], result: PushResult) -> Dict[str, Dict[str, Any]]:
+        """Err resources whose account vanished, recover those whose account is back; return the present ones."""
+        actual = ActualState(self.sacctmgr.read_associations())
+        present = {}
+        for account, resource in resources.items():
+            if actual.has(account):
+                present[account] = resource
+                if resource.get("state") == "Erred":
+                    self._call(self.waldur.set_resource_ok, resource["uuid"])
+                    result.recovered.append(resource["uuid"])
+                    resource["state"] = "OK"
+            elif resource.get("state") != "Erred":
+                message = f"SLURM account {account!r} of this resource does not exist in the cluster"
+                log.warning("resource %s: %s", resource["uuid"], message)
+                self._call(self.waldur.set_resource_erred, resource["uuid"], message)
+                result.erred.append(resource["uuid"])
+        return present
+
+    # -- usage --
+
+    def _report_month(self, month: Month, closed: bool, present: Mapping[str, Dict[str, Any]], now: datetime,
+                      result: PushResult) -> None:
+        if not present or not self.usage_types:
+            return
+        window = month_window(month[0], month[1], self.tz)
+        stats = ParseStats()
+        jobs = read_jobs(sorted(present), window[0], window[1], tres_source=self.tres_source, lines=self.lines,
+                         stats=stats)
+        report = compute_usage(jobs, window, {a: r["uuid"] for a, r in present.items()}, self.components, now)
+        result.sacct_calls += 1
+        result.jobs += report.jobs_counted
+        for account, resource in sorted(present.items()):
+            if resource.get("state") not in ("OK", "Updating", "Terminating"):
+                continue
+            totals = {t: to_wire(report.totals.get(account, {}).get(t, Decimal(0))) for t in self.usage_types}
+            users = {user: {t: to_wire(amounts.get(t, Decimal(0))) for t in self.usage_types}
+                     for user, amounts in report.per_user.get(account, {}).items()}
+            self._send(resource["uuid"], month, closed, totals, users, result)
+
+    def _send(self, resource: str, month: Month, closed: bool, totals: Dict[str, str],
+              users: Dict[str, Dict[str, str]], result: PushResult) -> None:
+        sent_totals, sent_users = self.store.get(resource, month)
+        changed = {t: a for t, a in totals.items() if sent_totals.get(t) != a}
+        for t, amount in list(changed.items()):
+            before = sent_totals.get(t)
+            if before is not None and Decimal(amount) < Decimal(before):
+                note = (f"usage anomaly: resource {resource} {t} {month[0]}-{month[1]:02d} went down from {before} "
+                        f"to {amount}{' (closed month: not sent)' if closed else ''}")
+                log.warning(note)
+                result.anomalies.append(note)
+                if closed:
+                    del changed[t]
+        changed_users = {t: {u: v[t] for u, v in users.items() if sent_users.get(u, {}).get(t) != v[t]}
+                         for t in self.usage_types}
+        changed_users = {t: v for t, v in changed_users.items() if v}
+        if changed:
+            self.waldur.set_usage(resource, billing_date(month), changed)
+            result.usage_posts += 1
+            sent_totals.update(changed)
+        if changed_users:
+            period = f"{month[0]}-{month[1]:02d}-01"
+            by_type = {u["type"]: u["uuid"] for u in self.waldur.component_usages(resource, period)}
+            for t, per_user in sorted(changed_users.items()):
+                if t not in by_type:
+                    continue  # no component usage to hang user usage on yet (total never posted)
+                everyone = {u: v[t] for u, v in users.items()}  # the whole list: set_user_usages replaces
+                self.waldur.set_user_usages(by_type[t], everyone)
+                result.user_usage_posts += 1
+                for user in per_user:
+                    sent_users.setdefault(user, {})[t] = per_user[user]
+        if changed or changed_users:
+            self.store.put(resource, month, sent_totals, sent_users)
+
+    @staticmethod
+    def _call(function, *args) -> None:
+        try:
+            function(*args)
+        except WaldurHTTPError as error:
+            if error.transient:
+                raise
+            log.warning("%s refused: %s", function.__name__, error)

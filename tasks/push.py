@@ -1,0 +1,94 @@
+"""Push tasks: report usage and account state to Waldur (all run sacct/sacctmgr: `headnode` queue).
+
+    celery -A tasks call tasks.push.report_usage                            # a cycle now
+    celery -A tasks call tasks.push.report_resource --args='["<resource uuid>"]'   # one resource, re-sent
+    celery -A tasks call tasks.push.report_month --args='[2026, 10]'        # one month, re-sent for all
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from typing import Dict, List, Optional
+
+from slurm_sync.push import PushResult, UsageReporter
+from slurm_sync.slurm.executor import SlurmCommandError
+from slurm_sync.slurm.sacct import PopenLines, SacctError
+from slurm_sync.waldur_api import WaldurUnavailable
+
+from .app import app, runtime
+from .guards import PREFIX, exclusive
+
+log = logging.getLogger(__name__)
+RETRY = dict(autoretry_for=(WaldurUnavailable, SlurmCommandError, SacctError), retry_backoff=5,
+             retry_backoff_max=600, retry_jitter=True, max_retries=6)
+REPORTED_TTL = 100 * 24 * 3600
+
+
+class RedisReportedStore:
+    """Last reported amounts in Redis: hash ``slurm-sync:usage:<resource>:<YYYY-MM>`` (100 days)."""
+
+    def __init__(self, client):
+        self.redis = client
+
+    @staticmethod
+    def _key(resource, month):
+        return f"{PREFIX}usage:{resource}:{month[0]}-{month[1]:02d}"
+
+    def get(self, resource, month):
+        raw = self.redis.hgetall(self._key(resource, month))
+        totals = json.loads(raw.get(b"totals", b"{}"))
+        users = json.loads(raw.get(b"users", b"{}"))
+        return totals, users
+
+    def put(self, resource, month, totals, users):
+        key = self._key(resource, month)
+        self.redis.hset(key, mapping={"totals": json.dumps(totals), "users": json.dumps(users)})
+        self.redis.expire(key, REPORTED_TTL)
+
+    def forget(self, resource=None, month=None):
+        pattern = self._key(resource or "*", month) if month else f"{PREFIX}usage:{resource or '*'}:*"
+        for key in self.redis.scan_iter(match=pattern):
+            self.redis.delete(key)
+
+
+def _reporter() -> UsageReporter:
+    rt = runtime()
+    s = rt.settings
+    return UsageReporter(rt.waldur, rt.sacctmgr, rt.components, RedisReportedStore(rt.redis), tz=s.usage_timezone,
+                         closing_day=s.usage_closing_day, tres_source=s.slurm_usage_tres,
+                         lines=PopenLines(timeout=s.slurm_command_timeout * 5, executor=rt.executor))
+
+
+def _run(resource_uuids: Optional[List[str]] = None, months=None) -> Dict:
+    rt = runtime()
+    with exclusive(rt.redis, "report-usage", ttl=rt.settings.usage_interval * 5) as mine:
+        if not mine:
+            log.info("report_usage: another cycle is running; skipped")
+            return {}
+        result: PushResult = _reporter().run(resource_uuids=resource_uuids, months=months)
+        log.info("report_usage: months %s, %d sacct calls, %d jobs, %d usage posts, %d user-usage posts, "
+                 "%d erred, %d recovered, %d anomalies", result.months, result.sacct_calls, result.jobs,
+                 result.usage_posts, result.user_usage_posts, len(result.erred), len(result.recovered),
+                 len(result.anomalies))
+        return asdict(result)
+
+
+@app.task(bind=True, **RETRY)
+def report_usage(self) -> Dict:
+    """One push cycle: state of every resource, usage of the current (and closing) month."""
+    return _run()
+
+
+@app.task(bind=True, **RETRY)
+def report_resource(self, resource_uuid: str) -> Dict:
+    """Re-read one resource's state and re-send its usage now, whatever was sent before."""
+    RedisReportedStore(runtime().redis).forget(resource=resource_uuid)
+    return _run(resource_uuids=[resource_uuid])
+
+
+@app.task(bind=True, **RETRY)
+def report_month(self, year: int, month: int) -> Dict:
+    """Re-send one month's usage for all resources (e.g. after fixing accounting data)."""
+    RedisReportedStore(runtime().redis).forget(month=(int(year), int(month)))
+    return _run(months=[(int(year), int(month))])
