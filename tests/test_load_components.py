@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from slurm_sync.components import load_components, parse_components
+from slurm_sync.components import load_components
 from slurm_sync.offering_components import sync_components
 from slurm_sync.waldur_api import WaldurAPI
 

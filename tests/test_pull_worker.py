@@ -2,17 +2,9 @@
 import time
 
 from slurm_sync.waldur_api import ORDER_FIELDS
+from tests.plugins.celery_worker import wait_until
 
 from .pull_scenario import Scenario, slurm_tree
-
-
-def wait_until(predicate, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def slim(order):

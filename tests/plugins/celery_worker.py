@@ -8,6 +8,7 @@ task by name through the same broker.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,16 @@ import redis
 from slurm_sync.testing.celery_procs import start_worker as _start_worker, sync_environment
 
 TEST_REDIS = "redis://127.0.0.1:6379/9"
+
+
+def wait_until(predicate, timeout=60.0, what="condition"):
+    """Poll ``predicate`` until true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
