@@ -67,6 +67,16 @@ class Components:
     def by_tres(self) -> Dict[str, Component]:
         return {c.tres: c for c in self.items}
 
+    def waldur_limits(self, grp_tres_mins: Mapping[str, Any]) -> Dict[str, int]:
+        """What SLURM enforces, as Waldur limits of the ``limit`` components: whole Waldur units, rounded
+        down, so a read-back can never show more than the cluster allows (Waldur limits are integers)."""
+        limits: Dict[str, int] = {}
+        for component in self.items:
+            if component.accounting_type == "limit" and component.tres in grp_tres_mins:
+                units = component.to_waldur_units(grp_tres_mins[component.tres])
+                limits[component.type] = int(units.to_integral_value(rounding=ROUND_DOWN))
+        return limits
+
 
 def _decimal(value: Any) -> Decimal:
     if isinstance(value, bool):

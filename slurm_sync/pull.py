@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from .actual import ActualState
+from .allocation_report import report_allocation
 from .allocations import (ENSURE_TYPES, AllocationSpec, NamingPolicy, OrderInput, OrderRejected, allocation_spec)
 from .components import Components
 from .plan import BatchPlan, plan_batch
@@ -107,7 +108,8 @@ class OrderProcessor:
         live = [o for o in (self._approved(order, result) for order in _one_per_resource(orders)) if o]
         specs = self.specs(live, result)
         by_uuid = {o["uuid"]: o for o in live}
-        plan = plan_batch(list(specs.values()), ActualState(self.slurm.read_associations()), self.policy)
+        before = ActualState(self.slurm.read_associations())
+        plan = plan_batch(list(specs.values()), before, self.policy)
         for uuid, message in plan.errors.items():
             self._fail(by_uuid[uuid], message, result)
         applied = {uuid: account for uuid, account in plan.accounts.items()}
@@ -117,7 +119,7 @@ class OrderProcessor:
             log.warning("batch of %d orders failed in SLURM (%s); retrying one order at a time", len(applied), error)
             applied = self._apply_one_by_one({u: specs[u] for u in applied}, by_uuid, result)
         for uuid, account in applied.items():
-            self._finish(by_uuid[uuid], account, result)
+            self._finish(by_uuid[uuid], account, result, specs[uuid], frozenset(before.users.get(account, ())))
         result.seconds = time.monotonic() - started
         return result
 
@@ -175,10 +177,14 @@ class OrderProcessor:
         result.outcomes.append(OrderOutcome(order["uuid"], "skipped", message=f"order is {order.get('state')}"))
         return None
 
-    def _finish(self, order: Mapping[str, Any], account: str, result: BatchResult) -> None:
+    def _finish(self, order: Mapping[str, Any], account: str, result: BatchResult, spec: AllocationSpec,
+                users_before: frozenset) -> None:
         resource = order.get("marketplace_resource_uuid")
         if order.get("type") in ("Create", "Restore") and resource and order.get("backend_id") != account:
             self.waldur.set_backend_id(resource, account)
+        if resource:
+            report_allocation(self.waldur, self.components, order, spec.limits, users_before,
+                              () if spec.remove else spec.users)
         try:
             self.waldur.set_order_done(order["uuid"])
         except WaldurHTTPError as error:

@@ -1,10 +1,16 @@
-"""Push: SLURM usage and account state go back to Waldur, once, and only what changed.
+"""Push: SLURM usage, limits, associations and account state go back to Waldur, once, and only what changed.
 
 One cycle: list the offering's resources (one paged read), read the SLURM tree (one
-``sacctmgr`` read) to report vanished or returned accounts, then for each billing month to
-report read ALL allocations' jobs with ONE sacct call, compute usage per component and per
-user, and post only the amounts that differ from the last ones reported (kept in a
+``sacctmgr`` read) to report vanished or returned accounts and, against one paged read of
+Waldur's associations, the limits and associations that differ; then for each billing month
+to report read ALL allocations' jobs with ONE sacct call, compute usage per component and
+per user, and post only the amounts that differ from the last ones reported (kept in a
 :class:`ReportedStore`). Amounts are rounded to 2 places only here, when sent.
+
+On a 7.0-line server ``set_usage`` files every post under the server's current month, so a
+closed month's totals are never sent there (they would overwrite this month's): late usage
+for a closed month is logged as unreportable, with its amount. Per-user usage goes through
+SLURM-remote ``set_usage``, which takes an explicit month, on that line.
 """
 from __future__ import annotations
 
@@ -18,9 +24,10 @@ from .actual import ActualState
 from .billing import month_window, months_to_report
 from .components import Components
 from .naming import NamingError, check_account_name
+from .reconcile import differences
 from .slurm.sacct import ParseStats, read_jobs
 from .usage import compute_usage, to_wire
-from .waldur_api import WaldurAPI, WaldurHTTPError
+from .waldur_api import REMOTE_USAGE_FIELDS, WaldurAPI, WaldurHTTPError
 
 log = logging.getLogger(__name__)
 Month = Tuple[int, int]
@@ -35,12 +42,24 @@ class ReportedStore(Protocol):
 
     def forget(self, resource: Optional[str] = None, month: Optional[Month] = None) -> None: ...
 
+    def state(self, resource: str) -> Optional[str]:
+        """The allocation state last reported (OK | Erred): a 7.0-line server does not show it."""
+
+    def put_state(self, resource: str, state: str) -> None: ...
+
 
 class MemoryStore:
     """A ReportedStore in a dict (tests, one-off runs)."""
 
     def __init__(self):
         self.data: Dict[Tuple[str, Month], Tuple[Dict[str, str], Dict[str, Dict[str, str]]]] = {}
+        self.states: Dict[str, str] = {}
+
+    def state(self, resource):
+        return self.states.get(resource)
+
+    def put_state(self, resource, state):
+        self.states[resource] = state
 
     def get(self, resource, month):
         totals, users = self.data.get((resource, month), ({}, {}))
@@ -61,9 +80,13 @@ class PushResult:
     jobs: int = 0
     usage_posts: int = 0
     user_usage_posts: int = 0
+    limit_posts: int = 0
+    association_posts: int = 0
     erred: List[str] = field(default_factory=list)
     recovered: List[str] = field(default_factory=list)
     anomalies: List[str] = field(default_factory=list)
+    unreportable: List[str] = field(default_factory=list)
+    waldur_requests: int = 0
 
 
 def billing_date(month: Month) -> str:
@@ -88,13 +111,17 @@ class UsageReporter:
     def run(self, now: Optional[datetime] = None, resource_uuids: Optional[Sequence[str]] = None,
             months: Optional[Sequence[Month]] = None) -> PushResult:
         now = now or datetime.now(timezone.utc)
+        requests_before = self.waldur.request_count
         result = PushResult()
         resources = self._resources(resource_uuids)
-        present = self._report_state(resources, result)
+        actual = ActualState(self.sacctmgr.read_associations())
+        present = self._report_state(resources, actual, result)
+        self._reconcile(present, actual, result)
         current = months_to_report(now, 0, self.tz)[-1]
         result.months = list(months or months_to_report(now, self.closing_day, self.tz))
         for month in result.months:
             self._report_month(month, month != current, present, now, result)
+        result.waldur_requests = self.waldur.request_count - requests_before
         return result
 
     # -- state --
@@ -112,23 +139,44 @@ class UsageReporter:
                 log.warning("resource %s skipped: %s", resource["uuid"], error)
         return by_account
 
-    def _report_state(self, resources: Dict[str, Dict[str, Any]], result: PushResult) -> Dict[str, Dict[str, Any]]:
+    def _report_state(self, resources: Dict[str, Dict[str, Any]], actual: ActualState,
+                      result: PushResult) -> Dict[str, Dict[str, Any]]:
         """Err resources whose account vanished, recover those whose account is back; return the present ones."""
-        actual = ActualState(self.sacctmgr.read_associations())
         present = {}
+        # a 7.0-line server keeps the allocation's state where the provider cannot read it: go by what we reported
+        reported = self.store.state if self.waldur.generation.is_7_0 else (lambda uuid: None)
         for account, resource in resources.items():
+            shown = reported(resource["uuid"]) or resource.get("state")
             if actual.has(account):
                 present[account] = resource
-                if resource.get("state") == "Erred":
-                    self._call(self.waldur.set_resource_ok, resource["uuid"])
+                if shown == "Erred":
+                    if self._call(self.waldur.set_resource_ok, resource["uuid"]):
+                        self.store.put_state(resource["uuid"], "OK")
                     result.recovered.append(resource["uuid"])
                     resource["state"] = "OK"
-            elif resource.get("state") != "Erred":
+            elif shown != "Erred":
                 message = f"SLURM account {account!r} of this resource does not exist in the cluster"
                 log.warning("resource %s: %s", resource["uuid"], message)
-                self._call(self.waldur.set_resource_erred, resource["uuid"], message)
+                if self._call(self.waldur.set_resource_erred, resource["uuid"], message):
+                    self.store.put_state(resource["uuid"], "Erred")
                 result.erred.append(resource["uuid"])
         return present
+
+    # -- limits and associations --
+
+    def _reconcile(self, present: Mapping[str, Dict[str, Any]], actual: ActualState, result: PushResult) -> None:
+        shown = self.waldur.associations() if present else None
+        diff = differences(present, actual, self.components, shown)
+        for resource, limits in diff.limits.items():
+            log.info("resource %s: limits in SLURM differ from Waldur's; sending %s", resource, limits)
+            if self._call(self.waldur.set_resource_limits, resource, limits):
+                result.limit_posts += 1
+        for resource, user in diff.add:
+            if self._call(self.waldur.create_association, resource, user):
+                result.association_posts += 1
+        for resource, user in diff.remove:
+            if self._call(self.waldur.delete_association, resource, user):
+                result.association_posts += 1
 
     # -- usage --
 
@@ -164,32 +212,74 @@ class UsageReporter:
                 result.anomalies.append(note)
                 if closed:
                     del changed[t]
-        changed_users = {t: {u: v[t] for u, v in users.items() if sent_users.get(u, {}).get(t) != v[t]}
+        # a user's zero that was never sent is no news: Waldur shows no usage for them either way
+        changed_users = {t: {u: v[t] for u, v in users.items() if sent_users.get(u, {}).get(t, "0.00") != v[t]}
                          for t in self.usage_types}
         changed_users = {t: v for t, v in changed_users.items() if v}
+        if not changed and not changed_users:
+            return
+        month_true = self.waldur.generation.usage_date_honoured
         if changed:
-            self.waldur.set_usage(resource, billing_date(month), changed)
-            result.usage_posts += 1
+            if closed and not month_true:
+                self._unreportable(resource, month, changed, sent_totals, result)
+            else:
+                self.waldur.set_usage(resource, billing_date(month), changed)
+                result.usage_posts += 1
             sent_totals.update(changed)
+        if changed_users and not month_true:
+            carried = self._send_remote_user_usage(resource, month, users, changed_users, result)
+            if closed:  # what SLURM-remote cannot carry has no month-true call on this line
+                self._unreportable(resource, month, {f"{t} of {u}": a for t, v in changed_users.items()
+                                                     if t not in carried for u, a in v.items()}, {}, result)
+                carried = set(changed_users)
+            for t in carried:
+                for user, amount in changed_users.pop(t).items():
+                    sent_users.setdefault(user, {})[t] = amount
         if changed_users:
             period = f"{month[0]}-{month[1]:02d}-01"
             by_type = {u["type"]: u["uuid"] for u in self.waldur.component_usages(resource, period)}
             for t, per_user in sorted(changed_users.items()):
                 if t not in by_type:
                     continue  # no component usage to hang user usage on yet (total never posted)
-                everyone = {u: v[t] for u, v in users.items()}  # the whole list: set_user_usages replaces
-                self.waldur.set_user_usages(by_type[t], everyone)
-                result.user_usage_posts += 1
+                # the current line replaces the whole list; 7.0 takes one user per call: only the changed ones
+                send = {u: v[t] for u, v in users.items()} if month_true else per_user
+                result.user_usage_posts += self.waldur.set_user_usages(by_type[t], send)
                 for user in per_user:
                     sent_users.setdefault(user, {})[t] = per_user[user]
-        if changed or changed_users:
-            self.store.put(resource, month, sent_totals, sent_users)
+        self.store.put(resource, month, sent_totals, sent_users)
+
+    def _send_remote_user_usage(self, resource: str, month: Month, users: Dict[str, Dict[str, str]],
+                                changed: Dict[str, Dict[str, str]], result: PushResult) -> set:
+        """7.0 line: per-user usage of cpu, mem and gres/gpu through SLURM-remote set_usage, which takes the
+        month explicitly (one call per user carries all three). Returns the component types it carried."""
+        fields = {c.type: REMOTE_USAGE_FIELDS[c.tres] for c in self.components
+                  if c.tres in REMOTE_USAGE_FIELDS and c.type in self.usage_types}
+        for user in sorted({u for t, per_user in changed.items() if t in fields for u in per_user}):
+            amounts = {name: users[user].get(t, "0.00") for t, name in fields.items()}
+            self.waldur.set_allocation_user_usage(resource, user, month, amounts)
+            result.user_usage_posts += 1
+        return set(fields) & set(changed)
 
     @staticmethod
-    def _call(function, *args) -> None:
+    def _unreportable(resource: str, month: Month, amounts: Mapping[str, str], before: Mapping[str, str],
+                      result: PushResult) -> None:
+        """A closed month's change a 7.0-line server cannot take: logged once, with its amount."""
+        for what, amount in sorted(amounts.items()):
+            if Decimal(amount) == Decimal(before.get(what, "0")):
+                continue  # nothing is lost
+            note = (f"unreportable late usage: resource {resource} {what} {month[0]}-{month[1]:02d} is {amount} "
+                    f"in SLURM, {before.get(what, 'nothing')} was reported; this Waldur (7.0 line) files usage "
+                    "under its current month only")
+            log.warning(note)
+            result.unreportable.append(note)
+
+    @staticmethod
+    def _call(function, *args) -> bool:
         try:
             function(*args)
         except WaldurHTTPError as error:
             if error.transient:
                 raise
             log.warning("%s refused: %s", function.__name__, error)
+            return False
+        return True

@@ -16,6 +16,8 @@ import requests
 import waldur_client
 from waldur_client import WaldurClient, WaldurClientException
 
+from .waldur_generation import CURRENT, V7_0, Generation, GenerationCache, GenerationTracker
+
 log = logging.getLogger(__name__)
 
 ACTIVE_ORDER_STATES = ("pending-provider", "executing")
@@ -37,6 +39,11 @@ class WaldurHTTPError(WaldurClientException):
     @property
     def transient(self) -> bool:
         return self.status >= 500 or self.status == 429
+
+    @property
+    def route_absent(self) -> bool:
+        """404 for a path the server does not have (not "No Order matches the given query.")."""
+        return self.status == 404 and "matches the given query" not in self.body
 
 
 class WaldurUnavailable(WaldurClientException):
@@ -89,13 +96,58 @@ class _SessionClient(WaldurClient):
         return result
 
 
-class WaldurAPI:
-    """The offering-scoped calls; each method is one request unless it pages."""
+# SLURM-remote per-user monthly usage fields (7.0 line), by SLURM TRES
+REMOTE_USAGE_FIELDS = {"cpu": "cpu_usage", "mem": "ram_usage", "gres/gpu": "gpu_usage"}
 
-    def __init__(self, api_url: str, token: str, offering_uuid: str, verify_ssl: bool = True, timeout: float = 30.0):
+
+class WaldurAPI:
+    """The offering-scoped calls; each method is one request unless it pages.
+
+    Methods whose path differs between server generations (see waldur_generation) pick
+    the path of the generation learnt from the server; a current-line action answering
+    404 teaches that the server is on the 7.0 line, and the call is made again its way.
+    """
+
+    def __init__(self, api_url: str, token: str, offering_uuid: str, verify_ssl: bool = True, timeout: float = 30.0,
+                 compat: str = "auto", generation_cache: Optional[GenerationCache] = None):
         waldur_client.verify_ssl = verify_ssl
         self.client = _SessionClient(api_url, token, verify_ssl, timeout)
         self.offering_uuid = offering_uuid
+        self.tracker = GenerationTracker(api_url, compat, generation_cache)
+        self.associations_supported = True
+
+    # -- the server's generation --
+
+    @property
+    def generation(self) -> Generation:
+        return self.tracker.get(self._probe_generation)
+
+    def _probe_generation(self) -> Generation:
+        """One read: the offering's order list exists on the current line and is absent on 7.0 (row 5)."""
+        url = self.client._build_url(f"marketplace-provider-offerings/{self.offering_uuid}/orders/")
+        try:
+            self.client._make_request("get", url, valid_states=[200], params={"page_size": 1, "field": "uuid"})
+        except WaldurHTTPError as error:
+            if error.route_absent:
+                return Generation(V7_0, "marketplace-provider-offerings/<uuid>/orders/ answered 404")
+            raise
+        return Generation(CURRENT, "marketplace-provider-offerings/<uuid>/orders/ answered 200")
+
+    def _on_current(self, action: str, call, fallback):
+        """Run ``call`` on a current-line server, ``fallback`` on 7.0; a 404 from ``call`` means 7.0."""
+        if self.generation.is_7_0:
+            return fallback()
+        try:
+            return call()
+        except WaldurHTTPError as error:
+            if not error.route_absent:
+                raise
+            self.tracker.learn(Generation(V7_0, f"{action} answered 404"))
+            return fallback()
+
+    def _remote(self, resource_uuid: str, action: str, body: Dict[str, Any], valid=(200, 201)) -> Any:
+        url = self.client._build_url(f"marketplace-slurm-remote/{resource_uuid}/{action}/")
+        return self.client._post(url, valid_states=list(valid), json=body)
 
     @property
     def request_count(self) -> int:
@@ -134,11 +186,70 @@ class WaldurAPI:
             "offering_uuid": self.offering_uuid, "state": list(states), "page_size": 300})
 
     def set_resource_erred(self, resource_uuid: str, message: str) -> None:
+        """7.0: set_as_erred is staff-only (403) there, so the allocation is set erred through SLURM-remote."""
+        if self.generation.is_7_0:
+            self.set_allocation_state(resource_uuid, "erred")
+            return
         self.client.marketplace_provider_resource_set_as_erred(
             resource_uuid, {"error_message": message[:1000], "error_traceback": message})
 
     def set_resource_ok(self, resource_uuid: str) -> None:
-        self.client.marketplace_provider_resource_set_as_ok(resource_uuid)
+        self._on_current("set_as_ok", lambda: self.client.marketplace_provider_resource_set_as_ok(resource_uuid),
+                         lambda: self.set_allocation_state(resource_uuid, "ok"))
+
+    def set_resource_limits(self, resource_uuid: str, limits: Dict[str, int]) -> None:
+        """Limits in Waldur units: the provider-resource call, or SLURM-remote's on 7.0 (the dict is the body)."""
+        url = self.client._build_resource_url(waldur_client.Endpoints.MarketplaceProviderResources,
+                                              resource_uuid, "set_limits")
+        self._on_current("set_limits", lambda: self.client._post(url, valid_states=[200], json={"limits": limits}),
+                         lambda: self._remote(resource_uuid, "set_limits", limits, valid=(200,)))
+
+    # -- the SLURM allocation (marketplace-slurm-remote; the 7.0 line needs it, current servers keep it) --
+
+    def set_allocation_state(self, resource_uuid: str, state: str) -> None:
+        """state: creating | ok | erred."""
+        self._remote(resource_uuid, "set_state", {"state": state}, valid=(200,))
+
+    def report_allocation_ok(self, resource_uuid: str) -> None:
+        """creating then ok, as the seed's agent did after creating the account; without it a 7.0 server
+        errs every later Update order at its approval (row 8). A 400 on creating means it is past that."""
+        try:
+            self.set_allocation_state(resource_uuid, "creating")
+        except WaldurHTTPError as error:
+            if error.status != 400:
+                raise
+        self.set_allocation_state(resource_uuid, "ok")
+
+    def create_association(self, resource_uuid: str, username: str) -> None:
+        """201 created, 200 already there."""
+        self._remote(resource_uuid, "create_association", {"username": username})
+
+    def delete_association(self, resource_uuid: str, username: str) -> None:
+        """400 when there is none: already in the wanted state."""
+        try:
+            self._remote(resource_uuid, "delete_association", {"username": username}, valid=(200, 204))
+        except WaldurHTTPError as error:
+            if error.status != 400:
+                raise
+
+    def associations(self) -> Optional[Dict[str, set]]:
+        """{allocation uuid: usernames} as Waldur shows them (one paged read), None when the server has none."""
+        if not self.associations_supported:
+            return None
+        try:
+            rows = self.client._get_all(self.client._build_url("slurm-associations/"), params={"page_size": 300})
+        except WaldurHTTPError as error:
+            if error.status not in (403, 404):
+                raise
+            log.info("slurm-associations/ answered %d: associations are not reported to this server", error.status)
+            self.associations_supported = False
+            return None
+        shown: Dict[str, set] = {}
+        for row in rows:
+            allocation = row.get("allocation_uuid") or str(row.get("allocation") or "").rstrip("/").rsplit("/", 1)[-1]
+            if allocation and row.get("username"):
+                shown.setdefault(allocation, set()).add(row["username"])
+        return shown
 
     # -- usage --
 
@@ -152,11 +263,33 @@ class WaldurAPI:
     def component_usages(self, resource_uuid: str, billing_period: str) -> List[Dict[str, Any]]:
         return self.client.list_component_usages(resource_uuid, billing_period=billing_period)
 
-    def set_user_usages(self, component_usage_uuid: str, usages: Dict[str, str]) -> None:
-        url = self.client._build_resource_url(waldur_client.Endpoints.MarketplaceComponentUsage,
-                                              component_usage_uuid, "set_user_usages")
-        self.client._post(url, valid_states=[200, 201], json={
-            "usages": [{"username": u, "usage": a} for u, a in sorted(usages.items())]})
+    def set_user_usages(self, component_usage_uuid: str, usages: Dict[str, str]) -> int:
+        """Per-user amounts of one component usage; returns the number of requests made.
+
+        The current line replaces the whole list in one call; 7.0 has only the singular
+        set_user_usage (one user per call, a second post for a user replaces it)."""
+        def plural():
+            url = self.client._build_resource_url(waldur_client.Endpoints.MarketplaceComponentUsage,
+                                                  component_usage_uuid, "set_user_usages")
+            self.client._post(url, valid_states=[200, 201], json={
+                "usages": [{"username": u, "usage": a} for u, a in sorted(usages.items())]})
+            return 1
+
+        def singular():
+            url = self.client._build_resource_url(waldur_client.Endpoints.MarketplaceComponentUsage,
+                                                  component_usage_uuid, "set_user_usage")
+            for username, amount in sorted(usages.items()):
+                self.client._post(url, valid_states=[200, 201], json={"username": username, "usage": amount})
+            return len(usages)
+
+        return self._on_current("set_user_usages", plural, singular)
+
+    def set_allocation_user_usage(self, resource_uuid: str, username: str, month: "tuple", amounts: Dict[str, str]
+                                  ) -> None:
+        """SLURM-remote per-user usage for an explicit month (the 7.0 line's only month-true usage call).
+        ``amounts`` is keyed by cpu_usage / ram_usage / gpu_usage."""
+        self._remote(resource_uuid, "set_usage", {"username": username, "year": month[0], "month": month[1],
+                                                  **amounts}, valid=(200, 201))
 
     # -- offering --
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import redis
 from celery import Celery, signals
+from celery.schedules import crontab
 
 from slurm_sync.allocations import NamingPolicy
 from slurm_sync.components import Components, ComponentsConfigError, load_components
@@ -15,6 +16,7 @@ from slurm_sync.settings import Settings, SettingsError, load_settings
 from slurm_sync.slurm.executor import NativeExecutor, make_executor
 from slurm_sync.slurm.sacctmgr import SacctmgrClient
 from slurm_sync.waldur_api import WaldurAPI
+from slurm_sync.waldur_generation import RedisGenerationCache
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +48,15 @@ def runtime() -> Runtime:
     components = load_components(settings.slurm_tres_config_path)
     executor = make_executor(settings.slurm_deployment_type, settings.slurm_container_name,
                              settings.slurm_command_timeout)
+    client = redis.Redis.from_url(settings.redis_url)
     return Runtime(
         settings=settings, components=components,
         waldur=WaldurAPI(settings.waldur_api_url, settings.waldur_api_token, settings.waldur_offering_uuid,
-                         verify_ssl=settings.requests_verify_ssl),
+                         verify_ssl=settings.requests_verify_ssl, compat=settings.waldur_api_compat,
+                         generation_cache=RedisGenerationCache(client)),
         executor=executor,
         sacctmgr=SacctmgrClient(executor, timeout=settings.slurm_command_timeout),
-        redis=redis.Redis.from_url(settings.redis_url),
+        redis=client,
     )
 
 
@@ -63,6 +67,10 @@ def beat_schedule(settings: Settings) -> dict:
         schedule["poll-orders"] = {"task": "tasks.pull.poll_orders", "schedule": settings.poll_interval}
     if settings.pushes:
         schedule["report-usage"] = {"task": "tasks.push.report_usage", "schedule": settings.usage_interval}
+        # a 7.0-line Waldur files usage under its current month only: the month's last report must be in
+        # before midnight UTC of its last day (the task runs only on that day)
+        schedule["report-usage-month-end"] = {"task": "tasks.push.report_usage_month_end",
+                                              "schedule": crontab(minute=50, hour=23, day_of_month="28-31")}
     return schedule
 
 
@@ -76,6 +84,10 @@ def _check_start_up(**_kwargs) -> None:
     app.conf.beat_schedule = beat_schedule(rt.settings)
     log.info("slurm-sync started: direction=%s offering=%s deployment=%s", rt.settings.waldur_sync_direction,
              rt.settings.waldur_offering_uuid, rt.settings.slurm_deployment_type)
+    try:
+        log.info("slurm-sync talks to %s", rt.waldur.generation)
+    except Exception as error:  # Waldur unreachable now: learnt at the first task
+        log.warning("Waldur API generation not known yet (%s); it is learnt at the first call", error)
 
 
 try:  # beat reads the schedule when it starts; a bad setting is reported by _check_start_up

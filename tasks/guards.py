@@ -10,6 +10,8 @@ Keys (prefix ``slurm-sync:``), their TTLs and why:
 | ``order:<uuid>:final`` | 7 days | a re-delivered task or a re-listed order does no second write |
 | ``lock:report-usage`` | usage interval x 5 | a usage cycle never overlaps itself |
 | ``usage:<resource>:<YYYY-MM>`` (hash) | 100 days | the last reported amounts: only changes are posted |
+| ``state:<resource>`` | 100 days | the allocation state last reported (a 7.0-line server does not show it): reported once |
+| ``waldur-generation:<api url>`` | 1 day | the Waldur API generation learnt from the server: every worker agrees, one probe a day |
 
 Correctness never depends on these keys surviving: after a flush the worker re-reads SLURM and
 the order's state before every write, so the outcome is the same, only slower.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime, timedelta, timezone
 from dataclasses import asdict
 from typing import Dict, List, Optional
 
@@ -26,7 +27,8 @@ REPORTED_TTL = 100 * 24 * 3600
 
 
 class RedisReportedStore:
-    """Last reported amounts in Redis: hash ``slurm-sync:usage:<resource>:<YYYY-MM>`` (100 days)."""
+    """Last reported amounts in Redis: hash ``slurm-sync:usage:<resource>:<YYYY-MM>`` (100 days), and the
+    allocation state last reported ``slurm-sync:state:<resource>`` (100 days)."""
 
     def __init__(self, client):
         self.redis = client
@@ -45,6 +47,13 @@ class RedisReportedStore:
         key = self._key(resource, month)
         self.redis.hset(key, mapping={"totals": json.dumps(totals), "users": json.dumps(users)})
         self.redis.expire(key, REPORTED_TTL)
+
+    def state(self, resource):
+        raw = self.redis.get(f"{PREFIX}state:{resource}")
+        return raw.decode() if raw else None
+
+    def put_state(self, resource, state):
+        self.redis.set(f"{PREFIX}state:{resource}", state, ex=REPORTED_TTL)
 
     def forget(self, resource=None, month=None):
         pattern = self._key(resource or "*", month) if month else f"{PREFIX}usage:{resource or '*'}:*"
@@ -77,6 +86,16 @@ def _run(resource_uuids: Optional[List[str]] = None, months=None) -> Dict:
 @app.task(bind=True, **RETRY)
 def report_usage(self) -> Dict:
     """One push cycle: state of every resource, usage of the current (and closing) month."""
+    return _run()
+
+
+@app.task(bind=True, **RETRY)
+def report_usage_month_end(self) -> Dict:
+    """Beat runs this at 23:50 UTC on days 28-31; on a month's last day it is the month's final report
+    (a 7.0-line Waldur cannot take a closed month's usage later)."""
+    now = datetime.now(timezone.utc)
+    if (now + timedelta(days=1)).day != 1:
+        return {}
     return _run()
 
 

@@ -16,7 +16,8 @@ import redis
 
 from slurm_sync.testing.celery_procs import start_worker as _start_worker, sync_environment
 
-TEST_REDIS = "redis://127.0.0.1:6379/9"
+# SLURM_SYNC_TEST_REDIS lets two suites run side by side without flushing each other's db
+TEST_REDIS = os.environ.get("SLURM_SYNC_TEST_REDIS", "redis://127.0.0.1:6379/9")
 
 
 def wait_until(predicate, timeout=60.0, what="condition"):
