@@ -59,12 +59,33 @@ def seed(emu: WaldurEmulator, orders: int, customers: int, users_per_order: int)
     return offering, created
 
 
+def push_cycles(emu: WaldurEmulator, offering_uuid: str, env: dict) -> None:
+    """Two push cycles over the allocations just made: the first reports what Waldur lacks
+    (associations, zero usage), the second is idle and should only read."""
+    from slurm_sync.components import load_components
+    from slurm_sync.push import MemoryStore, UsageReporter
+    from slurm_sync.slurm.executor import NativeExecutor
+    from slurm_sync.slurm.sacctmgr import SacctmgrClient
+    from slurm_sync.waldur_api import WaldurAPI
+    reporter = UsageReporter(WaldurAPI(emu.url, "bench", offering_uuid), SacctmgrClient(NativeExecutor(timeout=300)),
+                             load_components(env.get("SLURM_TRES_CONFIG_PATH") or "config-components.yaml"),
+                             MemoryStore())
+    for name in ("push cycle 1", "idle push cycle"):
+        started = time.monotonic()
+        result = reporter.run()
+        print(f"{name}: {time.monotonic() - started:.2f} s, Waldur requests {result.waldur_requests} "
+              f"(usage posts {result.usage_posts}, user-usage posts {result.user_usage_posts}, "
+              f"association posts {result.association_posts}, limit posts {result.limit_posts}), "
+              f"sacct calls {result.sacct_calls}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=200)
     parser.add_argument("--customers", type=int, default=20)
     parser.add_argument("--users", type=int, default=3, help="team members per order")
     parser.add_argument("--batch", type=int, default=500, help="SLURM_SYNC_BATCH_SIZE")
+    parser.add_argument("--profile", choices=("current", "7.0"), default="current", help="emulated Waldur generation")
     args = parser.parse_args()
     if "SLURM_CONF" not in os.environ:
         print('run `eval "$(slurm-sync testbed env)"` first', file=sys.stderr)
@@ -74,7 +95,7 @@ def main() -> int:
     calls = work / "sacctmgr.calls"
     counting_shim(work / "bin", calls)
     redis.Redis.from_url(BROKER).flushdb()
-    emu = WaldurEmulator(token="bench").start()
+    emu = WaldurEmulator(token="bench", profile=args.profile).start()
     offering, orders = seed(emu, args.orders, args.customers, args.users)
     parent = f"bench{os.getpid()}"
     env = sync_environment(os.environ, PATH=f"{work / 'bin'}:{os.environ['PATH']}", WALDUR_API_URL=emu.url,
@@ -100,7 +121,8 @@ def main() -> int:
         states = [emu.get_order(o["uuid"])["state"] for o in orders]
         lines = calls.read_text().splitlines()
         requests = len(emu.requests) - seeded_requests
-        print(f"orders: {len(orders)} ({args.customers} customers, {args.users} users each); "
+        print(f"orders: {len(orders)} ({args.customers} customers, {args.users} users each), "
+              f"Waldur profile {args.profile}; "
               f"done {states.count('done')}, erred {states.count('erred')}")
         print(f"seconds until all done: {seconds:.2f}")
         print(f"sacctmgr processes: {len(lines)}, writes (-i): {sum(1 for l in lines if l.startswith('-i'))}")
@@ -113,6 +135,7 @@ def main() -> int:
         lines = calls.read_text().splitlines()
         print(f"idle cycle: sacctmgr writes {sum(1 for l in lines if l.startswith('-i'))}, "
               f"Waldur requests {len(emu.requests) - before}")
+        push_cycles(emu, offering["uuid"], env)
     finally:
         worker.kill()
         emu.stop()
