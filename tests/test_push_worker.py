@@ -11,6 +11,7 @@ from .test_push import OFFERING_COMPONENTS, PUSH_COMPONENTS
 
 
 @pytest.mark.bed
+@pytest.mark.parametrize("waldur_profile", ["current", "7.0"])
 def test_report_usage_and_resyncs_through_the_worker(waldur, bed_accounts, job_table, start_worker, send, tmp_path):
     from slurm_sync.testing.job_rows import JobRow
     accounts, users = bed_accounts
@@ -26,15 +27,15 @@ def test_report_usage_and_resyncs_through_the_worker(waldur, bed_accounts, job_t
     start_worker(offering["uuid"], WALDUR_SYNC_DIRECTION="push", SLURM_TRES_CONFIG_PATH=str(components))
 
     send("tasks.push.report_usage")
-    wait_until(lambda: waldur.count("POST", "set_usage") == 2, what="first cycle's posts")
+    wait_until(lambda: waldur.count("POST", "component-usages/set_usage") == 2, what="first cycle's posts")
     period = f"{now.year}-{now.month:02d}-01"
     reported = {u["type"]: float(u["usage"]) for u in waldur.component_usages(resources[0]["uuid"], period)}
     assert reported == {"cpu": 6.0, "mem": 60.0, "gpu": 0.0}
 
     send("tasks.push.report_usage")  # unchanged: the worker posts nothing
     send("tasks.push.report_resource", resources[0]["uuid"])  # forced: re-sent for that one resource
-    wait_until(lambda: waldur.count("POST", "set_usage") == 3, what="forced re-send")
+    wait_until(lambda: waldur.count("POST", "component-usages/set_usage") == 3, what="forced re-send")
     send("tasks.push.report_month", now.year, now.month)  # forced: the month for all resources
-    wait_until(lambda: waldur.count("POST", "set_usage") == 5, what="month re-send")
+    wait_until(lambda: waldur.count("POST", "component-usages/set_usage") == 5, what="month re-send")
     time.sleep(1)
-    assert waldur.count("POST", "set_usage") == 5
+    assert waldur.count("POST", "component-usages/set_usage") == 5
