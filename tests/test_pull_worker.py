@@ -1,6 +1,8 @@
 """Pull through a real Celery worker and Redis, on the real bed: the idempotency guarantees."""
 import time
 
+import pytest
+
 from slurm_sync.waldur_api import ORDER_FIELDS
 from tests.plugins.celery_worker import wait_until
 
@@ -20,6 +22,7 @@ def all_done(emu, orders):
     return lambda: all(emu.get_order(o["uuid"])["state"] in ("done", "erred") for o in orders)
 
 
+@pytest.mark.parametrize("waldur_profile", ["current", "7.0"])
 def test_poll_through_worker_runs_create_update_terminate(waldur, start_worker, send, sync_env):
     scenario = Scenario(waldur)
     root = sync_env["SLURM_DEFAULT_ACCOUNT"]
@@ -39,7 +42,11 @@ def test_poll_through_worker_runs_create_update_terminate(waldur, start_worker, 
     update = scenario.order(r1, "Update", limits={"cpu": 30, "gpu": 1})
     send("tasks.pull.poll_orders")
     wait_until(all_done(waldur, [update]), what="update done")
+    assert waldur.get_order(update["uuid"])["state"] == "done"  # on 7.0 only after the allocation was reported OK
     assert "cpu=1800" in slurm_tree(root)[1][a("w-one")]
+    assert waldur.resource_limits(r1) == {"cpu": 30, "gpu": 1}
+    if waldur.profile == "7.0":
+        assert waldur.allocation_state(r1) == "OK" and waldur.slurm_associations(r1) == ["alice", "bob"]
 
     terminate = scenario.order(r1, "Terminate")
     send("tasks.pull.poll_orders")
