@@ -7,6 +7,8 @@ after they run and re-queued when a worker dies, so a killed worker's order is d
 """
 import os
 
+from slurm_sync.settings import env_int
+
 broker_url = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 result_backend = os.environ.get("CELERY_RESULT_BACKEND") or None
 task_ignore_result = result_backend is None
@@ -29,9 +31,9 @@ broker_connection_retry_on_startup = True
 # Redis redelivers a task left unacknowledged (its worker died) after visibility_timeout, which must
 # be longer than any task runs; workers sweep for such tasks every interval x throttle seconds.
 broker_transport_options = {
-    "visibility_timeout": int(os.environ.get("SLURM_SYNC_VISIBILITY_TIMEOUT", "3600")),
-    "unacked_restore_interval": int(os.environ.get("SLURM_SYNC_RESTORE_INTERVAL", "10")),
-    "unacked_restore_throttle": int(os.environ.get("SLURM_SYNC_RESTORE_THROTTLE", "10")),
+    "visibility_timeout": env_int("SLURM_SYNC_VISIBILITY_TIMEOUT"),
+    "unacked_restore_interval": env_int("SLURM_SYNC_RESTORE_INTERVAL"),
+    "unacked_restore_throttle": env_int("SLURM_SYNC_RESTORE_THROTTLE"),
 }
 worker_send_task_events = True
 task_send_sent_event = True

@@ -49,6 +49,39 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(keep_running=args.keep_running, profile=args.profile)
 
 
+def _cmd_diagnostics(args: argparse.Namespace) -> int:
+    from .diagnostics import main as diagnostics_main
+    return diagnostics_main([])
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    from .health import main as health_main
+    argv = ["--max-age", str(args.max_age)] if args.max_age is not None else []
+    argv += ["--no-cycle"] if args.no_cycle else []
+    return health_main(argv)
+
+
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    """Print a running worker's /metrics (SLURM_SYNC_METRICS_PORT, or --url)."""
+    import os
+    from .observability.metrics import fetch
+    url = args.url
+    if not url:
+        port = (os.environ.get("SLURM_SYNC_METRICS_PORT") or "").strip()
+        if not port or port == "0":
+            print("slurm-sync metrics: no worker metrics endpoint: set SLURM_SYNC_METRICS_PORT (as the worker has "
+                  "it) or give --url http://host:port/metrics", file=sys.stderr)
+            return 1
+        url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        sys.stdout.write(fetch(url))
+    except OSError as error:
+        print(f"slurm-sync metrics: {url}: {error} (is a worker running with SLURM_SYNC_METRICS_PORT?)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slurm-sync", description="Keep a Waldur offering and a SLURM cluster in sync.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -66,6 +99,17 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep-running", action="store_true", help="leave worker, beat and emulator running")
     demo.add_argument("--profile", choices=("current", "7.0"), default="current", help="emulated Waldur generation")
     demo.set_defaults(func=_cmd_demo)
+    sub.add_parser("diagnostics", help="check settings, SLURM, TRES, Waldur, Redis and broker: one line each, "
+                   "with the fix").set_defaults(func=_cmd_diagnostics)
+    health = sub.add_parser("health", help="exit 0 when Redis, the broker and the last cycle are fine (HEALTHCHECK)")
+    health.add_argument("--max-age", type=float, help="seconds a cycle's last success may be old "
+                        "(default 3 intervals, at least 300)")
+    health.add_argument("--no-cycle", action="store_true", help="check only Redis and the broker")
+    health.set_defaults(func=_cmd_health)
+    metrics = sub.add_parser("metrics", help="print a running worker's Prometheus metrics")
+    metrics.add_argument("--url", help="the worker's /metrics URL "
+                         "(default http://127.0.0.1:$SLURM_SYNC_METRICS_PORT/metrics)")
+    metrics.set_defaults(func=_cmd_metrics)
     return parser
 
 
@@ -74,8 +118,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if "--load-components" in argv:  # the seed's form: python -m slurm_sync --load-components
         argv = ["load-components"] + [a for a in argv if a != "--load-components"]
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .observability.logs import configure as configure_logging
+    # diagnostics, health and metrics print their own lines: only errors from the libraries they use
+    quiet = args.command in ("diagnostics", "health", "metrics") and not args.verbose
+    configure_logging(logging.DEBUG if args.verbose else logging.ERROR if quiet else logging.INFO)
     try:
         return args.func(args)
     except (SettingsError, ComponentsConfigError) as error:

@@ -59,6 +59,13 @@ class Settings:
     usage_interval: float = 900.0
     usage_timezone: str = "UTC"
     usage_closing_day: int = 3
+    metrics_port: int = 0  # 0: no /metrics endpoint
+    log_format: str = "text"
+    batch_size: int = 100
+    order_lock_ttl: int = 300
+    visibility_timeout: int = 3600
+    restore_interval: int = 10
+    restore_throttle: int = 10
 
     @property
     def pulls(self) -> bool:
@@ -190,7 +197,26 @@ VARIABLES: Dict[str, Tuple[str, Callable[[str], object]]] = {
     "SLURM_SYNC_USAGE_INTERVAL": ("usage_interval", _positive_seconds),
     "SLURM_SYNC_USAGE_TIMEZONE": ("usage_timezone", _timezone),
     "SLURM_SYNC_USAGE_CLOSING_DAY": ("usage_closing_day", _int_between(1, 28)),
+    "SLURM_SYNC_METRICS_PORT": ("metrics_port", _int_between(0, 65535)),
+    "SLURM_SYNC_LOG_FORMAT": ("log_format", _choice("text", "json")),
+    "SLURM_SYNC_BATCH_SIZE": ("batch_size", _int_between(1, 10000)),
+    "SLURM_SYNC_ORDER_LOCK_TTL": ("order_lock_ttl", _int_between(10, 86400)),
+    "SLURM_SYNC_VISIBILITY_TIMEOUT": ("visibility_timeout", _int_between(60, 7 * 86400)),
+    "SLURM_SYNC_RESTORE_INTERVAL": ("restore_interval", _int_between(1, 3600)),
+    "SLURM_SYNC_RESTORE_THROTTLE": ("restore_throttle", _int_between(1, 3600)),
 }
+
+
+def env_int(name: str, env: Optional[Mapping[str, str]] = None) -> int:
+    """One integer setting read at import time (celeryconfig, task modules), before the start-up check:
+    empty or unset is the default, a bad value the default too — the start-up check then stops the
+    process with the variable, its value and what is expected."""
+    attribute, parse = VARIABLES[name]
+    raw = (os.environ if env is None else env).get(name, "")
+    try:
+        return parse(raw) if raw.strip() else getattr(Settings, attribute)
+    except ValueError:
+        return getattr(Settings, attribute)
 
 
 def load_settings(env: Optional[Mapping[str, str]] = None, *, require_waldur: bool = True) -> Settings:

@@ -16,6 +16,7 @@ import requests
 import waldur_client
 from waldur_client import WaldurClient, WaldurClientException
 
+from .observability import metrics
 from .waldur_generation import CURRENT, V7_0, Generation, GenerationCache, GenerationTracker
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class _SessionClient(WaldurClient):
         try:
             response = self.session.request(method.upper(), url, **kwargs)
         except requests.RequestException as error:
+            metrics.observe_waldur_unreachable(method, url)
             raise WaldurUnavailable(f"{method.upper()} {url}: {error}") from None
         if response.status_code not in valid_states:
             raise WaldurHTTPError(method, url, response.status_code, response.text)
@@ -84,6 +86,7 @@ class _SessionClient(WaldurClient):
             try:
                 response = self.session.get(url, params=params, timeout=self.timeout)
             except requests.RequestException as error:
+                metrics.observe_waldur_unreachable("get", url)
                 raise WaldurUnavailable(f"GET {url}: {error}") from None
             if response.status_code != 200:
                 raise WaldurHTTPError("get", url, response.status_code, response.text)

@@ -17,6 +17,7 @@ from slurm_sync.slurm.executor import NativeExecutor, make_executor
 from slurm_sync.slurm.sacctmgr import SacctmgrClient
 from slurm_sync.waldur_api import WaldurAPI
 from slurm_sync.waldur_generation import RedisGenerationCache
+from slurm_sync.observability.metrics import waldur_response_hook
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def runtime() -> Runtime:
     executor = make_executor(settings.slurm_deployment_type, settings.slurm_container_name,
                              settings.slurm_command_timeout)
     client = redis.Redis.from_url(settings.redis_url)
-    return Runtime(
+    rt = Runtime(
         settings=settings, components=components,
         waldur=WaldurAPI(settings.waldur_api_url, settings.waldur_api_token, settings.waldur_offering_uuid,
                          verify_ssl=settings.requests_verify_ssl, compat=settings.waldur_api_compat,
@@ -58,6 +59,8 @@ def runtime() -> Runtime:
         sacctmgr=SacctmgrClient(executor, timeout=settings.slurm_command_timeout),
         redis=client,
     )
+    rt.waldur.client.session.hooks["response"].append(waldur_response_hook)  # Waldur request metrics
+    return rt
 
 
 def beat_schedule(settings: Settings) -> dict:
@@ -97,3 +100,7 @@ except SettingsError:
 
 signals.worker_init.connect(_check_start_up, weak=False)
 signals.beat_init.connect(_check_start_up, weak=False)
+
+from . import signals as _observability  # noqa: E402 - Sentry, metrics, last-success marks, log format
+
+_observability.connect()

@@ -11,6 +11,7 @@ Keys (prefix ``slurm-sync:``), their TTLs and why:
 | ``lock:report-usage`` | usage interval x 5 | a usage cycle never overlaps itself |
 | ``usage:<resource>:<YYYY-MM>`` (hash) | 100 days | the last reported amounts: only changes are posted |
 | ``state:<resource>`` | 100 days | the allocation state last reported (a 7.0-line server does not show it): reported once |
+| ``last-success:<task>`` | 90 days | when the task last succeeded (tasks/signals.py): health check and metrics |
 | ``waldur-generation:<api url>`` | 1 day | the Waldur API generation learnt from the server: every worker agrees, one probe a day |
 
 Correctness never depends on these keys surviving: after a flush the worker re-reads SLURM and
@@ -19,14 +20,15 @@ the order's state before every write, so the outcome is the same, only slower.
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Iterator, List, Optional
 
 import redis
 from redis.lock import Lock
 
+from slurm_sync.settings import env_int
+
 PREFIX = "slurm-sync:"
-ORDER_LOCK_TTL = int(os.environ.get("SLURM_SYNC_ORDER_LOCK_TTL", "300"))
+ORDER_LOCK_TTL = env_int("SLURM_SYNC_ORDER_LOCK_TTL")
 ORDER_QUEUED_TTL = 600
 FINAL_TTL = 7 * 24 * 3600
 

@@ -7,11 +7,11 @@ SLURM read and a few commits. `process_order` re-does one order by uuid (for `ce
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Dict, List, Mapping
 
 from slurm_sync.homedirs import create_home_directories
 from slurm_sync.pull import OrderProcessor
+from slurm_sync.settings import env_int
 from slurm_sync.slurm.executor import DockerExecutor, SlurmCommandError
 from slurm_sync.waldur_api import ORDER_FIELDS, WaldurHTTPError, WaldurUnavailable
 
@@ -19,7 +19,7 @@ from .app import app, runtime
 from .guards import OrderGuard, exclusive
 
 log = logging.getLogger(__name__)
-BATCH_SIZE = int(os.environ.get("SLURM_SYNC_BATCH_SIZE", "100"))
+BATCH_SIZE = env_int("SLURM_SYNC_BATCH_SIZE")
 # A SLURM read that fails (slurmdbd down) or Waldur unreachable: retry the batch with backoff.
 # Writes that SLURM refuses are handled per order inside the processor and never get here.
 RETRY = dict(autoretry_for=(WaldurUnavailable, SlurmCommandError), retry_backoff=2, retry_backoff_max=300, retry_jitter=True,

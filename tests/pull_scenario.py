@@ -88,5 +88,7 @@ def slurm_tree(root: str) -> Tuple[Dict[str, str], Dict[str, str], Set[Tuple[str
     return accounts, limits, users
 
 
-def user_associations(user: str) -> Set[str]:
-    return {a for a, u in sacctmgr_rows("show", "assoc", f"user={user}", "format=Account,User") if u == user}
+def user_associations(user: str, prefixes: Tuple[str, ...] = ()) -> Set[str]:
+    """The user's associations, cluster-wide or (``prefixes``) on accounts named like this test's."""
+    return {a for a, u in sacctmgr_rows("show", "assoc", f"user={user}", "format=Account,User")
+            if u == user and a.startswith(prefixes)}

@@ -45,6 +45,12 @@ def names(processor):
     return (lambda n: p.customer_prefix + n), (lambda n: p.project_prefix + n), (lambda n: p.allocation_prefix + n)
 
 
+def ours(processor):
+    """Name prefixes of the accounts this test's product makes (other tests' accounts may share the users)."""
+    p = processor.policy
+    return (p.default_account, p.customer_prefix, p.project_prefix, p.allocation_prefix)
+
+
 def run(processor, waldur):
     orders = processor.waldur.active_orders()
     return processor.process(orders)
@@ -93,7 +99,7 @@ def test_create_update_terminate_restore(processor, waldur, scenario):
     accounts, _, users = slurm_tree(root)
     assert a("alloc-one") not in accounts and p("physics") not in accounts and c("acme") in accounts
     assert not {u for u in users if u[1] == a("alloc-one")}
-    assert user_associations("bob") == set()  # no association of ours is left to run jobs with
+    assert user_associations("bob", ours(processor)) == set()  # no association of ours is left to run jobs with
     assert waldur.get_resource(r1)["state"] == "Terminated"
     if waldur.profile == "7.0":
         assert waldur.slurm_associations(r1) == []
@@ -115,7 +121,7 @@ def test_terminating_everything_leaves_nothing(processor, waldur, scenario):
     assert len(result.by_result("done")) == 3
     accounts, _, users = slurm_tree(root)
     assert accounts == {} and users == set()
-    assert user_associations("alice") == set() and user_associations("bob") == set()
+    assert user_associations("alice", ours(processor)) == set() and user_associations("bob", ours(processor)) == set()
 
 
 def test_unknown_tres_errs_the_order_and_writes_nothing(processor, waldur, scenario):

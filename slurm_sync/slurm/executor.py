@@ -4,11 +4,19 @@ Every call has a timeout (a hung slurmdbd must not hang a Celery worker forever)
 counts the processes it starts in ``counter`` so benchmarks can report them. Input for
 ``sacctmgr load`` goes through stdin (``load file=/dev/stdin``): the same code path works
 natively and under ``docker exec -i``, with no temporary file to copy into a container.
+
+Every command is logged as one INFO line (logger ``slurm_sync.slurm.executor``) with structured
+fields ``event=slurm_command``, ``argv`` (the list actually run), ``result`` (ok, unchanged — a
+sacctmgr write that changed nothing —, error, timeout, cannot-run), ``returncode`` and
+``seconds``, and counted in the Prometheus metrics (:mod:`slurm_sync.observability.metrics`).
+The text fed on stdin is never logged at INFO.
 """
 from __future__ import annotations
 
 import logging
+import shlex
 import subprocess
+import time
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -16,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 60.0
 _STDERR_TAIL = 500
+_LOGGED_ARGV = 1000  # characters of the joined argv in the log message (the argv field is whole)
+_LOGGED_ERROR = 300
 
 
 @dataclass(frozen=True)
@@ -67,18 +77,22 @@ class NativeExecutor:
         full = self.wrap(argv)
         limit = self.timeout if timeout is None else timeout
         self.counter += 1
-        logger.debug("running %s", full)
+        started = time.monotonic()
         try:
             completed = subprocess.run(
                 full, input=input, capture_output=True, text=True, timeout=limit,
                 stdin=None if input is not None else subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired as error:
+            _observe(argv, full, "timeout", None, time.monotonic() - started, f"timed out after {limit:g} s")
             raise SlurmCommandError(full, None, _text(error.stdout), _text(error.stderr),
                                     message=f"timed out after {limit:g} s") from None
         except OSError as error:
+            _observe(argv, full, "cannot-run", None, time.monotonic() - started, str(error.strerror or error))
             raise SlurmCommandError(full, None, message=f"cannot run: {error.strerror or error}") from None
         result = CommandResult(completed.returncode, completed.stdout, completed.stderr)
+        _observe(argv, full, _outcome(argv, result), result.returncode, time.monotonic() - started,
+                 (result.stderr.strip() or result.stdout.strip())[-_LOGGED_ERROR:] if result.returncode else "")
         if check and result.returncode != 0:
             raise SlurmCommandError(full, result.returncode, result.stdout, result.stderr)
         return result
@@ -96,6 +110,38 @@ class DockerExecutor(NativeExecutor):
 
     def wrap(self, argv: Sequence[str]) -> List[str]:
         return [self.docker_binary, "exec", "-i", self.container_name, *argv]
+
+
+def _outcome(argv: Sequence[str], result: CommandResult) -> str:
+    """ok / unchanged (a sacctmgr write answering "Nothing ...", whatever its exit code) / error."""
+    from ..observability.metrics import is_sacctmgr_write
+    if is_sacctmgr_write(argv):
+        from .sacctmgr import NOTHING  # sacctmgr imports this module: import at call time
+        output = result.stdout + result.stderr
+        if any(marker in output for marker in NOTHING):
+            return "unchanged"
+    return "ok" if result.returncode == 0 else "error"
+
+
+def _observe(argv: List[str], full: List[str], result: str, returncode: Optional[int], seconds: float,
+             error: str = "") -> None:
+    """One structured log line and the metrics of one command (never raises)."""
+    try:
+        from ..observability.metrics import observe_command
+        observe_command(argv, result, seconds)
+        joined = shlex.join(full)
+        if len(joined) > _LOGGED_ARGV:
+            joined = f"{joined[:_LOGGED_ARGV]}... (+{len(joined) - _LOGGED_ARGV} chars)"
+        code = "" if returncode is None else f" rc={returncode}"
+        level = logging.WARNING if result in ("error", "timeout", "cannot-run") else logging.INFO
+        message = f"slurm command {result}{code} in {seconds:.3f} s: {joined}"
+        if error:
+            message += f": {' '.join(error.split())}"
+        logger.log(level, message, extra={"event": "slurm_command", "argv": full, "result": result,
+                                          "returncode": returncode, "seconds": round(seconds, 4),
+                                          **({"error": error} if error else {})})
+    except Exception:  # noqa: BLE001 - observing must never break the command
+        logger.debug("observing %s failed", argv, exc_info=True)
 
 
 def _text(value) -> str:

@@ -1,0 +1,321 @@
+"""Prometheus metrics of slurm-sync and how a worker serves them.
+
+A worker started with ``SLURM_SYNC_METRICS_PORT=<port>`` serves ``/metrics`` on that port (all
+interfaces) from its main process. Celery's prefork pool runs tasks in child processes, and a
+child may be replaced at any time, so the worker uses prometheus-client's *multiprocess mode*:
+each process writes its samples to files in ``PROMETHEUS_MULTIPROC_DIR`` and the main process
+adds them up at every scrape. The directory is a private one made at start-up and removed at
+shutdown unless PROMETHEUS_MULTIPROC_DIR is set (then the operator owns it and must empty it
+before the worker starts, as prometheus-client requires). Any ``-c`` concurrency, ``solo`` or
+``threads`` pool works the same.
+
+Metrics are created on first use, never at import: multiprocess mode has to be chosen before
+the first sample is written. Processes that are not a worker (the CLI, tests) keep them in
+memory.
+
+| metric | type | labels |
+|---|---|---|
+| ``slurm_sync_task_runs_total`` | counter | task, state (success, failure, retry, ...) |
+| ``slurm_sync_task_failures_total`` | counter | task, exception |
+| ``slurm_sync_task_retries_total`` | counter | task, exception |
+| ``slurm_sync_task_seconds`` | histogram | task |
+| ``slurm_sync_last_success_timestamp_seconds`` | gauge | task |
+| ``slurm_sync_orders_total`` | counter | result (done, erred, skipped) |
+| ``slurm_sync_usage_posts_total`` | counter | kind (component, user) |
+| ``slurm_sync_slurm_commands_total`` | counter | command, result (ok, unchanged, error, timeout, cannot-run) |
+| ``slurm_sync_slurm_command_seconds`` | histogram | command |
+| ``slurm_sync_sacctmgr_commits_total`` | counter | — sacctmgr writes that changed something |
+| ``slurm_sync_sacctmgr_commit_seconds_total`` | counter | — seconds those writes took |
+| ``slurm_sync_sacctmgr_unchanged_total`` | counter | — sacctmgr writes that answered "Nothing ..." |
+| ``slurm_sync_waldur_requests_total`` | counter | method, endpoint, status |
+| ``slurm_sync_waldur_request_errors_total`` | counter | method, endpoint, status (>= 400, or unreachable) |
+| ``slurm_sync_waldur_request_seconds`` | histogram | method |
+"""
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+from typing import Any, Mapping, Optional, Sequence
+
+log = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+PORT_ENV = "SLURM_SYNC_METRICS_PORT"
+_PRIVATE_PREFIX = "slurm-sync-metrics-"
+TASK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+COMMAND_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
+HTTP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+_UUID_SEGMENT = re.compile(r"^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}|\d+)$")
+
+
+class Metrics:
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+        disable_created_metrics()  # the *_created samples only double the output
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.task_runs = Counter("slurm_sync_task_runs", "Task runs by end state", ["task", "state"], registry=r)
+        self.task_failures = Counter("slurm_sync_task_failures", "Tasks that failed (after their retries)",
+                                     ["task", "exception"], registry=r)
+        self.task_retries = Counter("slurm_sync_task_retries", "Task retries by the exception that caused them",
+                                    ["task", "exception"], registry=r)
+        self.task_seconds = Histogram("slurm_sync_task_seconds", "Seconds a task run took", ["task"],
+                                      buckets=TASK_BUCKETS, registry=r)
+        self.last_success = Gauge("slurm_sync_last_success_timestamp_seconds",
+                                  "Unix time of the task's last successful run", ["task"],
+                                  multiprocess_mode="max", registry=r)
+        self.orders = Counter("slurm_sync_orders", "Orders processed, by outcome", ["result"], registry=r)
+        self.usage_posts = Counter("slurm_sync_usage_posts", "Usage POSTs to Waldur (component: set_usage; "
+                                   "user: set_user_usages)", ["kind"], registry=r)
+        self.commands = Counter("slurm_sync_slurm_commands", "SLURM commands run (sacctmgr, squeue, scancel, ...)",
+                                ["command", "result"], registry=r)
+        self.command_seconds = Histogram("slurm_sync_slurm_command_seconds", "Seconds a SLURM command took",
+                                         ["command"], buckets=COMMAND_BUCKETS, registry=r)
+        self.commits = Counter("slurm_sync_sacctmgr_commits", "sacctmgr writes that changed something", registry=r)
+        self.commit_seconds = Counter("slurm_sync_sacctmgr_commit_seconds", "Seconds spent in sacctmgr writes "
+                                      "that changed something", registry=r)
+        self.unchanged = Counter("slurm_sync_sacctmgr_unchanged", "sacctmgr writes that changed nothing",
+                                 registry=r)
+        self.waldur_requests = Counter("slurm_sync_waldur_requests", "HTTP requests to Waldur that got an answer",
+                                       ["method", "endpoint", "status"], registry=r)
+        self.waldur_errors = Counter("slurm_sync_waldur_request_errors", "Waldur answers with status >= 400",
+                                     ["method", "endpoint", "status"], registry=r)
+        self.waldur_seconds = Histogram("slurm_sync_waldur_request_seconds", "Seconds a Waldur request took",
+                                        ["method"], buckets=HTTP_BUCKETS, registry=r)
+
+
+_lock = threading.Lock()
+_metrics: Optional[Metrics] = None
+_private_dir: Optional[str] = None
+serving: str = ""  # what start_server serves, for the worker to log once logging is set up
+
+
+def metrics() -> Metrics:
+    """The metrics of this process, created on first use."""
+    global _metrics
+    if _metrics is None:
+        with _lock:
+            if _metrics is None:
+                _metrics = Metrics()
+    return _metrics
+
+
+def multiprocess() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+# ---- recording ----------------------------------------------------------------------------------
+
+def _safe(function):
+    """Metrics must never break the work they measure."""
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except Exception:  # noqa: BLE001
+            log.debug("metrics: %s failed", function.__name__, exc_info=True)
+    wrapper.__name__ = function.__name__
+    wrapper.__doc__ = function.__doc__
+    return wrapper
+
+
+@_safe
+def observe_command(argv: Sequence[str], result: str, seconds: float) -> None:
+    """One SLURM command; ``argv`` unwrapped (no ``docker exec``), ``result`` ok/unchanged/error/..."""
+    m = metrics()
+    command = os.path.basename(str(argv[0])) if argv else "?"
+    m.commands.labels(command, result).inc()
+    m.command_seconds.labels(command).observe(seconds)
+    if is_sacctmgr_write(argv):
+        if result == "ok":
+            m.commits.inc()
+            m.commit_seconds.inc(seconds)
+        elif result == "unchanged":
+            m.unchanged.inc()
+
+
+def is_sacctmgr_write(argv: Sequence[str]) -> bool:
+    """``sacctmgr -i ...``: the form every slurm-sync write takes (reads use ``-P -n``)."""
+    return len(argv) > 1 and os.path.basename(str(argv[0])) == "sacctmgr" and "-i" in argv[1:3]
+
+
+@_safe
+def observe_task(task: str, state: str, seconds: Optional[float], retval: Any = None) -> None:
+    m = metrics()
+    m.task_runs.labels(task, state.lower()).inc()
+    if seconds is not None:
+        m.task_seconds.labels(task).observe(seconds)
+    if state == "SUCCESS" and isinstance(retval, Mapping):
+        observe_outcome(task, retval)
+
+
+def observe_outcome(task: str, retval: Mapping[str, Any]) -> None:
+    """Orders and usage posts from a task's return value.
+
+    ``tasks.pull.process_orders``/``process_order`` return ``{"done": [uuid...], "erred": [...],
+    "skipped": [...]}`` (``{}`` when nothing was theirs); the push tasks return ``asdict(PushResult)``
+    with ``usage_posts`` and ``user_usage_posts``.
+    """
+    m = metrics()
+    if task.startswith("tasks.pull.process_order"):
+        for result in ("done", "erred", "skipped"):
+            count = len(retval.get(result) or ())
+            if count:
+                m.orders.labels(result).inc(count)
+    if task.startswith("tasks.push."):
+        for kind, field in (("component", "usage_posts"), ("user", "user_usage_posts")):
+            count = retval.get(field) or 0
+            if isinstance(count, int) and count > 0:
+                m.usage_posts.labels(kind).inc(count)
+
+
+@_safe
+def observe_failure(task: str, exception: BaseException) -> None:
+    metrics().task_failures.labels(task, type(exception).__name__).inc()
+
+
+@_safe
+def observe_retry(task: str, reason: Any) -> None:
+    name = type(reason).__name__ if isinstance(reason, BaseException) else "unknown"
+    metrics().task_retries.labels(task, name).inc()
+
+
+@_safe
+def observe_success_time(task: str, when: float) -> None:
+    metrics().last_success.labels(task).set(when)
+
+
+def endpoint(path: str) -> str:
+    """A URL path as a label: ids become ``{id}``, the query goes.
+
+    ``/api/marketplace-orders/<uuid>/approve_by_provider/?x=1`` -> ``/api/marketplace-orders/{id}/approve_by_provider/``
+    """
+    path = path.split("?", 1)[0]
+    return "/".join("{id}" if _UUID_SEGMENT.match(part) else part for part in path.split("/"))
+
+
+def waldur_response_hook(response, *args, **kwargs):
+    """A ``requests`` response hook: ``session.hooks["response"].append(waldur_response_hook)``."""
+    _observe_response(response)
+    return None
+
+
+@_safe
+def _observe_response(response) -> None:
+    from urllib.parse import urlsplit
+    m = metrics()
+    method = (getattr(response.request, "method", None) or "?").upper()
+    where = endpoint(urlsplit(response.url or "").path)
+    status = str(response.status_code)
+    m.waldur_requests.labels(method, where, status).inc()
+    if response.status_code >= 400:
+        m.waldur_errors.labels(method, where, status).inc()
+    if response.elapsed is not None:
+        m.waldur_seconds.labels(method).observe(response.elapsed.total_seconds())
+
+
+@_safe
+def observe_waldur_unreachable(method: str, url: str) -> None:
+    """A Waldur request that got no answer (connection refused, timeout, TLS): no response hook runs for it.
+
+    To be called where the request's exception is caught (``waldur_api._SessionClient``).
+    """
+    from urllib.parse import urlsplit
+    m = metrics()
+    labels = ((method or "?").upper(), endpoint(urlsplit(url or "").path), "unreachable")
+    m.waldur_requests.labels(*labels).inc()
+    m.waldur_errors.labels(*labels).inc()
+
+
+# ---- serving --------------------------------------------------------------------------------------
+
+def exposition_registry():
+    """The registry to expose: every process's files in multiprocess mode, else this process's metrics."""
+    if multiprocess():
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.multiprocess import MultiProcessCollector
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return registry
+    return metrics().registry
+
+
+def render() -> bytes:
+    from prometheus_client import generate_latest
+    return generate_latest(exposition_registry())
+
+
+def prepare_multiprocess() -> str:
+    """Switch this process (and the pool children it will fork) to multiprocess mode; return the directory.
+
+    Must run before the first metric is created; a private directory is made unless
+    PROMETHEUS_MULTIPROC_DIR is set.
+    """
+    global _private_dir, _metrics
+    directory = os.environ.get(MULTIPROC_ENV)
+    if not directory:
+        _remove_stale_private_dirs()
+        directory = tempfile.mkdtemp(prefix=_PRIVATE_PREFIX)
+        with open(os.path.join(directory, "owner.pid"), "w") as owner:
+            owner.write(str(os.getpid()))
+        os.environ[MULTIPROC_ENV] = directory
+        _private_dir = directory
+    elif not os.path.isdir(directory):
+        os.makedirs(directory, exist_ok=True)
+    from prometheus_client import values
+    values.ValueClass = values.get_value_class()  # in case prometheus_client was imported before
+    with _lock:
+        _metrics = None  # re-created on first use, now backed by files
+    return directory
+
+
+def _remove_stale_private_dirs() -> None:
+    """Private directories of workers that died without their shutdown (SIGKILL)."""
+    for directory in glob.glob(os.path.join(tempfile.gettempdir(), _PRIVATE_PREFIX + "*")):
+        try:
+            with open(os.path.join(directory, "owner.pid")) as owner:
+                pid = int(owner.read().strip())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(directory, ignore_errors=True)
+        except (OSError, ValueError):
+            continue
+
+
+def start_server(port: int, addr: str = "0.0.0.0"):
+    """Serve /metrics on ``addr:port`` in a daemon thread; raises OSError when the port is taken."""
+    from prometheus_client import start_http_server
+    server = start_http_server(port, addr=addr, registry=exposition_registry())
+    global serving
+    serving = f"metrics served on http://{addr}:{port}/metrics (" + (
+        f"multiprocess, {os.environ[MULTIPROC_ENV]})" if multiprocess() else "single process)")
+    return server
+
+
+def child_exited(pid: int) -> None:
+    """A pool child ended: drop its live gauges (counters and max gauges keep counting)."""
+    if multiprocess():
+        try:
+            from prometheus_client import multiprocess as mp
+            mp.mark_process_dead(pid)
+        except Exception:  # noqa: BLE001
+            log.debug("mark_process_dead(%s) failed", pid, exc_info=True)
+
+
+def cleanup() -> None:
+    """Remove the private multiprocess directory (worker shutdown)."""
+    global _private_dir
+    if _private_dir:
+        shutil.rmtree(_private_dir, ignore_errors=True)
+        _private_dir = None
+
+
+def fetch(url: str, timeout: float = 5.0) -> str:
+    """The text of a running worker's /metrics (for ``slurm-sync metrics``)."""
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (operator-given URL)
+        return response.read().decode()

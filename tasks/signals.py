@@ -1,0 +1,155 @@
+"""Celery signal handlers: Sentry, metrics, the last-success marks `slurm-sync health` reads, log format.
+
+Connected by :func:`connect` (tasks/app.py):
+
+- ``celeryd_init`` (worker main process, before anything runs) and ``beat_init``: Sentry when SENTRY_DSN
+  is set; for the worker, with SLURM_SYNC_METRICS_PORT set, Prometheus multiprocess mode and the
+  /metrics endpoint (served by the main process, fed by every pool child);
+- ``task_prerun`` / ``task_postrun`` / ``task_failure`` / ``task_retry``: per-task runs, seconds,
+  failures (by the exception's own type) and retries (by the exception that caused them); orders
+  done/erred and usage posts from the return values; on success the
+  task's ``slurm-sync:last-success:<task>`` mark in Redis and its last-success gauge;
+- ``after_setup_logger`` / ``after_setup_task_logger``: the redacting filter on every handler and the
+  JSON formatter when SLURM_SYNC_LOG_FORMAT=json;
+- ``worker_process_shutdown`` / ``worker_shutdown``: multiprocess bookkeeping and clean-up.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import Dict, Optional
+
+from celery import signals
+
+from slurm_sync.health import record_success
+from slurm_sync.observability import logs
+from slurm_sync.observability import metrics as m
+
+log = logging.getLogger(__name__)
+
+_started: Dict[str, float] = {}
+
+
+def _env_setting(variable: str):
+    """A variable parsed like load_settings does; None when unset or invalid (the start-up check reports it)."""
+    from slurm_sync.settings import VARIABLES
+    raw = os.environ.get(variable)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return VARIABLES[variable][1](raw)
+    except ValueError:
+        return None
+
+
+def _fail_start(message: str) -> None:
+    print(f"slurm-sync cannot start: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+# ---- start-up -------------------------------------------------------------------------------------
+
+def start_sentry(**_kwargs) -> None:
+    from slurm_sync.observability.sentry import init_sentry
+    dsn = (os.environ.get("SENTRY_DSN") or "").strip()
+    try:
+        init_sentry(dsn, token=(os.environ.get("WALDUR_API_TOKEN") or "").strip())
+    except Exception as error:  # noqa: BLE001 - a malformed DSN (BadDsn) and the like
+        _fail_start(f"SENTRY_DSN=****: {type(error).__name__}: {error} (expected a Sentry DSN such as "
+                    "https://<key>@sentry.example.com/<project>)")
+
+
+def start_worker_observability(**_kwargs) -> None:
+    """celeryd_init: Sentry, and the metrics endpoint when SLURM_SYNC_METRICS_PORT is set."""
+    start_sentry()
+    port = _env_setting("SLURM_SYNC_METRICS_PORT")
+    if not port:
+        return
+    m.prepare_multiprocess()
+    try:
+        m.start_server(port)
+    except OSError as error:
+        _fail_start(f"SLURM_SYNC_METRICS_PORT={port}: cannot serve /metrics: {error.strerror or error} "
+                    "(expected a free TCP port)")
+
+
+def on_worker_ready(**_kwargs) -> None:
+    if m.serving:
+        log.info("%s", m.serving)
+
+
+def on_worker_shutdown(**_kwargs) -> None:
+    m.cleanup()
+
+
+def on_child_shutdown(pid: Optional[int] = None, **_kwargs) -> None:
+    m.child_exited(pid or os.getpid())
+
+
+# ---- tasks ----------------------------------------------------------------------------------------
+
+def _name(task) -> str:
+    return getattr(task, "name", None) or str(task)
+
+
+def on_prerun(task_id: Optional[str] = None, task=None, **_kwargs) -> None:
+    if task_id:
+        _started[task_id] = time.monotonic()
+
+
+def on_postrun(task_id: Optional[str] = None, task=None, retval=None, state: Optional[str] = None,
+               **_kwargs) -> None:
+    started = _started.pop(task_id, None) if task_id else None
+    seconds = time.monotonic() - started if started is not None else None
+    name = _name(task)
+    m.observe_task(name, state or "unknown", seconds, retval)
+    if state == "FAILURE":  # retval is the task's own exception (task_failure gets a pickle-safe stand-in)
+        m.observe_failure(name, retval if isinstance(retval, BaseException) else Exception())
+    if state == "SUCCESS":
+        now = time.time()
+        m.observe_success_time(name, now)
+        try:
+            from .app import runtime
+            record_success(runtime().redis, name, now)
+        except Exception as error:  # noqa: BLE001 - a lost mark costs a health warning, not the task
+            log.warning("could not store the last success of %s: %s", name, error)
+
+
+def on_failure(sender=None, task_id: Optional[str] = None, exception: Optional[BaseException] = None,
+               **_kwargs) -> None:
+    """Only failures no task_postrun follows: the worker lost the child, a hard time limit (main process).
+
+    A task that raised is counted by :func:`on_postrun` with its own exception type: the one this
+    signal carries has been made pickle-safe (WaldurHTTPError arrives as WaldurClientException).
+    """
+    if task_id in _started or exception is None:
+        return
+    m.observe_failure(_name(sender), exception)
+
+
+def on_retry(sender=None, reason=None, **_kwargs) -> None:
+    m.observe_retry(_name(sender), getattr(reason, "exc", None) or reason)  # Retry.exc: what caused it
+
+
+# ---- logging --------------------------------------------------------------------------------------
+
+def on_logger_setup(logger=None, **_kwargs) -> None:
+    if logger is not None:
+        logs.apply_to_logger(logger, logs.log_format())
+
+
+def connect() -> None:
+    """Connect every handler (idempotent: Celery keys receivers by their id)."""
+    signals.celeryd_init.connect(start_worker_observability, weak=False)
+    signals.beat_init.connect(start_sentry, weak=False)
+    signals.worker_ready.connect(on_worker_ready, weak=False)
+    signals.worker_shutdown.connect(on_worker_shutdown, weak=False)
+    signals.worker_process_shutdown.connect(on_child_shutdown, weak=False)
+    signals.task_prerun.connect(on_prerun, weak=False)
+    signals.task_postrun.connect(on_postrun, weak=False)
+    signals.task_failure.connect(on_failure, weak=False)
+    signals.task_retry.connect(on_retry, weak=False)
+    signals.after_setup_logger.connect(on_logger_setup, weak=False)
+    signals.after_setup_task_logger.connect(on_logger_setup, weak=False)
