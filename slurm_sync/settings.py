@@ -200,8 +200,8 @@ VARIABLES: Dict[str, Tuple[str, Callable[[str], object]]] = {
     "SLURM_SYNC_METRICS_PORT": ("metrics_port", _int_between(0, 65535)),
     "SLURM_SYNC_LOG_FORMAT": ("log_format", _choice("text", "json")),
     "SLURM_SYNC_BATCH_SIZE": ("batch_size", _int_between(1, 10000)),
-    "SLURM_SYNC_ORDER_LOCK_TTL": ("order_lock_ttl", _int_between(10, 86400)),
-    "SLURM_SYNC_VISIBILITY_TIMEOUT": ("visibility_timeout", _int_between(60, 7 * 86400)),
+    "SLURM_SYNC_ORDER_LOCK_TTL": ("order_lock_ttl", _int_between(1, 86400)),
+    "SLURM_SYNC_VISIBILITY_TIMEOUT": ("visibility_timeout", _int_between(1, 7 * 86400)),
     "SLURM_SYNC_RESTORE_INTERVAL": ("restore_interval", _int_between(1, 3600)),
     "SLURM_SYNC_RESTORE_THROTTLE": ("restore_throttle", _int_between(1, 3600)),
 }
