@@ -39,12 +39,20 @@ class ApplyReport:
         return len(self.commands)
 
 
+# A write killed by its timeout is rolled back by slurmdbd, and on a large tree that rollback ran for
+# hours here while every read waited behind it (slurmdbd 22.05 renumbers its nested-set lft/rgt for
+# each association it adds: a 500-account load on a 5,000-association tree modified 22 million
+# rows). So a write is given at least this long: letting it finish is the consistent outcome.
+MIN_WRITE_TIMEOUT = 900.0
+
+
 class SacctmgrClient:
     def __init__(self, executor: NativeExecutor, timeout: float = 60.0, cluster: Optional[str] = None,
                  cancel_wait: float = 30.0):
         self.executor = executor
         self.cancel_wait = cancel_wait
         self.timeout = timeout
+        self.write_timeout = max(timeout, MIN_WRITE_TIMEOUT)
         self._cluster = safety.name(cluster, "cluster") if cluster else None
 
     # ---- reading ------------------------------------------------------------------
@@ -102,7 +110,7 @@ class SacctmgrClient:
     def _write(self, report: ApplyReport, args: Sequence[str], input: Optional[str] = None) -> CommandResult:
         argv = [SACCTMGR, "-i", *args]
         report.commands.append(argv)
-        result = self.executor.run(argv, timeout=self.timeout, input=input, check=False)
+        result = self.executor.run(argv, timeout=self.write_timeout, input=input, check=False)
         output = result.stdout + result.stderr
         if any(marker in output for marker in NOTHING):
             report.unchanged += 1
