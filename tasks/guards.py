@@ -8,6 +8,7 @@ Keys (prefix ``slurm-sync:``), their TTLs and why:
 | ``order:<uuid>:queued`` | ORDER_QUEUED_TTL (10 min) | a poll does not enqueue an order already waiting in the queue |
 | ``order:<uuid>:lock`` | ORDER_LOCK_TTL (SLURM_SYNC_ORDER_LOCK_TTL, 300 s) | two workers never process one order at once; expires so a killed worker's order is picked up again |
 | ``order:<uuid>:final`` | 7 days | a re-delivered task or a re-listed order does no second write |
+| ``lock:slurm-writes`` | ORDER_LOCK_TTL, renewed every third of it while the batch runs (a dead worker's lapses) | one batch at a time reads, plans and writes the tree, whatever the worker count: slurmdbd 22.05 corrupted its tree under concurrent writers here, and two batches planned from one read would collide |
 | ``lock:report-usage`` | usage interval x 5 | a usage cycle never overlaps itself |
 | ``usage:<resource>:<YYYY-MM>`` (hash) | 100 days | the last reported amounts: only changes are posted |
 | ``state:<resource>`` | 100 days | the allocation state last reported (a 7.0-line server does not show it): reported once |
@@ -20,6 +21,7 @@ the order's state before every write, so the outcome is the same, only slower.
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Iterator, List, Optional
 
 import redis
@@ -33,18 +35,35 @@ ORDER_QUEUED_TTL = 600
 FINAL_TTL = 7 * 24 * 3600
 
 
+class SlurmBusy(Exception):
+    """Another batch holds ``lock:slurm-writes``: the task retries later."""
+
+
 def _key(*parts: str) -> str:
     return PREFIX + ":".join(parts)
 
 
 @contextlib.contextmanager
-def exclusive(client: "redis.Redis", name: str, ttl: float) -> Iterator[bool]:
-    """Yield True when this process holds the lock ``name``; False when another does (no wait)."""
-    lock = client.lock(_key("lock", name), timeout=ttl, blocking=False)
-    acquired = lock.acquire(blocking=False)
+def exclusive(client: "redis.Redis", name: str, ttl: float, wait: float = 0,
+              keep_alive: bool = False) -> Iterator[bool]:
+    """Yield True when this process holds the lock ``name``; False when another does (after ``wait`` s).
+
+    ``keep_alive`` renews the lock every ttl/3 from a thread while the body runs, so the TTL can be
+    short (a killed worker's lock is gone within ``ttl``) while the work inside may take longer."""
+    lock = client.lock(_key("lock", name), timeout=ttl, blocking=wait > 0, blocking_timeout=wait or None,
+                       thread_local=False)
+    acquired = lock.acquire()
+    stop = threading.Event()
+    if acquired and keep_alive:
+        def renew() -> None:
+            while not stop.wait(ttl / 3):
+                with contextlib.suppress(redis.exceptions.RedisError):
+                    lock.reacquire()
+        threading.Thread(target=renew, name=f"renew-{name}", daemon=True).start()
     try:
         yield acquired
     finally:
+        stop.set()
         if acquired:
             with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()

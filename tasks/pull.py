@@ -16,13 +16,13 @@ from slurm_sync.slurm.executor import DockerExecutor, SlurmCommandError
 from slurm_sync.waldur_api import ORDER_FIELDS, WaldurHTTPError, WaldurUnavailable
 
 from .app import app, runtime
-from .guards import OrderGuard, exclusive
+from .guards import ORDER_LOCK_TTL, OrderGuard, SlurmBusy, exclusive
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = env_int("SLURM_SYNC_BATCH_SIZE")
 # A SLURM read that fails (slurmdbd down) or Waldur unreachable: retry the batch with backoff.
 # Writes that SLURM refuses are handled per order inside the processor and never get here.
-RETRY = dict(autoretry_for=(WaldurUnavailable, SlurmCommandError), retry_backoff=2, retry_backoff_max=300, retry_jitter=True,
+RETRY = dict(autoretry_for=(WaldurUnavailable, SlurmCommandError, SlurmBusy), retry_backoff=2, retry_backoff_max=300, retry_jitter=True,
              max_retries=10)
 
 
@@ -66,7 +66,10 @@ def process_orders(self, orders: List[Dict[str, Any]]) -> Dict[str, List[str]]:
         mine = [o for o in orders if not guard.is_final(o["uuid"]) and guard.lock(o["uuid"])]
         if not mine:
             return {}
-        result = _call(_processor().process, mine)
+        with exclusive(rt.redis, "slurm-writes", ttl=ORDER_LOCK_TTL, wait=60, keep_alive=True) as writer:
+            if not writer:  # another batch has been writing for a minute: retry later (order locks are released)
+                raise SlurmBusy("another batch is writing to SLURM")
+            result = _call(_processor().process, mine)
         for outcome in result.outcomes:
             if outcome.result in ("done", "erred"):
                 guard.mark_final(outcome.order_uuid, outcome.result)
