@@ -172,14 +172,16 @@ def test_cross_groups_cover_exactly_the_pairs():
 
 def test_remove_accounts_users_first():
     sacctmgr, executor = client(
-        (["sacctmgr", "-P", "-n", "show", "assoc", "where", "account=a1,p1"], CommandResult(0, "\nu1\nu2\n", "")),
-        (["sacctmgr", "-P", "-n", "show", "assoc", "where", "user=u1,u2"],
-         CommandResult(0, "u1|a1\nu2|a1\nu2|other\n", "")))
+        (["sacctmgr", "-P", "-n", "show", "assoc", "where", "account=a1,p1"], CommandResult(0, "\nu1\nu2\nu3\n", "")),
+        (["sacctmgr", "-P", "-n", "show", "assoc", "where", "user=u1,u2,u3"],
+         CommandResult(0, "u1|a1|c1\nu1|p1|c1\nu2|a1|c1\nu2|other|c1\nu3|a1|c1\nu3|a1|c2\n", "")))
     report = sacctmgr.apply([RemoveAccounts(("a1", "p1"))])
     writes = [argv[2:] for argv, _ in executor.calls if argv[1] == "-i"]
+    # u1 has associations only in the doomed accounts: removed whole (no cluster=, which 22.05 refuses for a
+    # user with several associations there); u2 and u3 keep associations elsewhere (another cluster for u3)
     assert writes == [
-        ["remove", "user", "where", "name=u1", "cluster=c1"],
-        ["remove", "user", "where", "name=u2", "account=a1,p1", "cluster=c1"],
+        ["remove", "user", "where", "name=u1"],
+        ["remove", "user", "where", "name=u2,u3", "account=a1,p1", "cluster=c1"],
         ["remove", "account", "where", "name=a1,p1"],
     ]
     assert report.commits == 3
@@ -295,6 +297,18 @@ def test_real_bed_full_lifecycle(bed_client, slurm_sandbox):
                            text=True, check=True).stdout.split()
     assert not {u1, u2, u3, u4} & set(users)
     assert sacctmgr.apply([RemoveAccounts((alloc, alloc2, proj, cust))]).commits == 0
+
+
+def test_real_bed_user_with_several_associations_all_removed_goes_whole(bed_client, slurm_sandbox):
+    sacctmgr, top = bed_client, slurm_sandbox
+    a1, a2, user = f"{top}-x1", f"{top}-x2", f"{top}uw"
+    sacctmgr.apply([AddAccounts((AccountSpec(a1, top), AccountSpec(a2, top)), ((user, a1), (user, a2)))])
+    assert _user_accounts(sacctmgr, user) == {a1, a2}
+    sacctmgr.apply([RemoveAccounts((a1, a2))])  # `remove user ... cluster=` would be refused here
+    assert _user_accounts(sacctmgr, user) == set()
+    users = subprocess.run(["sacctmgr", "-P", "-n", "show", "user", "format=User"], capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert user not in users
 
 
 def test_real_bed_read_tres(bed_client):
