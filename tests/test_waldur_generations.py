@@ -155,3 +155,15 @@ def test_closed_month_never_overwrites_the_current_one_on_7_0(waldur, scenario, 
     assert waldur.component_usages(resource["uuid"], "2025-03-01") == []
     assert float(april["mem"]) == 0  # March's 120 GB-h did not land on April
     assert any("mem 2025-03 is 120.00" in note for note in result.unreportable)
+
+
+def test_a_forbidden_probe_assumes_current_until_an_action_says_otherwise(waldur, scenario, monkeypatch):
+    from slurm_sync.waldur_api import WaldurHTTPError
+    probing = api(waldur, scenario)
+
+    def forbidden(method, url, valid_states, **kwargs):
+        raise WaldurHTTPError(method, url, 403, '{"detail": "You do not have permission."}')
+
+    monkeypatch.setattr(probing.client, "_make_request", forbidden)
+    generation = probing.generation
+    assert generation.name == "current" and "answered 403" in generation.reason
