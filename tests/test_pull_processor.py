@@ -10,18 +10,13 @@ from slurm_sync.waldur_api import WaldurAPI
 
 import yaml
 
-from .pull_scenario import COMPONENTS_YAML, Scenario, slurm_tree, user_associations
+from .pull_scenario import COMPONENTS_YAML, slurm_tree, user_associations
 
 
 @pytest.fixture(params=["current", "7.0"])
 def waldur_profile(request):
     """Every pull test runs against both server generations."""
     return request.param
-
-
-@pytest.fixture
-def scenario(waldur):
-    return Scenario(waldur)
 
 
 @pytest.fixture

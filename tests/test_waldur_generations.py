@@ -18,7 +18,7 @@ from slurm_sync.waldur_generation import RedisGenerationCache
 from .plugins.celery_worker import TEST_REDIS
 from .test_sacct import bed_accounts, job_table  # noqa: F401  (fixtures)
 from .plugins.slurm_bed import sacctmgr
-from .pull_scenario import COMPONENTS_YAML, Scenario
+from .pull_scenario import COMPONENTS_YAML
 
 COMPONENTS = parse_components(yaml.safe_load(COMPONENTS_YAML))  # cpu, gpu: limit (x60); mem: usage
 
@@ -26,11 +26,6 @@ COMPONENTS = parse_components(yaml.safe_load(COMPONENTS_YAML))  # cpu, gpu: limi
 @pytest.fixture(params=["current", "7.0"])
 def waldur_profile(request):
     return request.param
-
-
-@pytest.fixture
-def scenario(waldur):
-    return Scenario(waldur)
 
 
 def api(waldur, scenario, **kwargs):

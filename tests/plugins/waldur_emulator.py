@@ -9,6 +9,7 @@ Fixtures:
 - ``waldur``: the emulator, reset (empty state, no faults, real clock, empty request
   log) and switched to ``waldur_profile`` for this test.
 - ``waldur_client``: a python-waldur-client ``WaldurClient`` pointed at it.
+- ``scenario``: an offering with the users alice, bob and carol on it (tests/pull_scenario.py).
 - ``waldur_no_sleep``: makes python-waldur-client's 409 retries not sleep.
 """
 import pytest
@@ -36,6 +37,13 @@ def waldur(waldur_server, waldur_profile):
     waldur_server.set_profile(waldur_profile)
     yield waldur_server
     waldur_server.reset()
+
+
+@pytest.fixture
+def scenario(waldur):
+    from tests.pull_scenario import Scenario
+
+    return Scenario(waldur)
 
 
 @pytest.fixture
