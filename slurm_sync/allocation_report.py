@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import AbstractSet, Any, Mapping, Optional, Tuple
 
-from .components import Components
+from .components import Components, whole_limits
 from .waldur_api import WaldurAPI, WaldurHTTPError
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def report_allocation(waldur: WaldurAPI, components: Components, order: Mapping[
         if kind in ("Create", "Restore", "Update"):
             waldur.report_allocation_ok(resource)
             requests += 2
-            limits = {**_whole(order.get("limits") or {}), **components.waldur_limits(slurm_limits)}
+            limits = {**whole_limits(order.get("limits") or {}), **components.waldur_limits(slurm_limits)}
             if limits:
                 waldur.set_resource_limits(resource, limits)
                 requests += 1
@@ -55,15 +55,3 @@ def report_allocation(waldur: WaldurAPI, components: Components, order: Mapping[
         log.warning("order %s: reporting allocation %s to Waldur refused: %s", order.get("uuid"), resource, error)
     return requests
 
-
-def _whole(limits: Mapping[str, Any]) -> dict:
-    """The order's own limits as the integers Waldur keeps (anything else is left out)."""
-    whole = {}
-    for key, value in limits.items():
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            continue
-        if number >= 0 and number == int(number):
-            whole[str(key)] = int(number)
-    return whole

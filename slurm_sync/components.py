@@ -78,6 +78,20 @@ class Components:
         return limits
 
 
+def whole_limits(limits: Mapping[str, Any]) -> Dict[str, int]:
+    """Waldur limits as the non-negative integers Waldur keeps; anything else is left out."""
+    whole: Dict[str, int] = {}
+    for key, value in (limits or {}).items():
+        try:
+            number = float(value)
+            integer = int(number)
+        except (TypeError, ValueError, OverflowError):
+            continue
+        if number >= 0 and number == integer:
+            whole[str(key)] = integer
+    return whole
+
+
 def _decimal(value: Any) -> Decimal:
     if isinstance(value, bool):
         raise InvalidOperation(value)

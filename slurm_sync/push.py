@@ -107,6 +107,9 @@ class UsageReporter:
         self.tres_source = tres_source
         self.lines = lines
         self.usage_types = [c.type for c in components if c.accounting_type == "usage"]
+        # 7.0 line: the usage components SLURM-remote set_usage carries per user, and its field for each
+        self.remote_fields = {c.type: REMOTE_USAGE_FIELDS[c.tres] for c in components
+                              if c.tres in REMOTE_USAGE_FIELDS and c.type in self.usage_types}
 
     def run(self, now: Optional[datetime] = None, resource_uuids: Optional[Sequence[str]] = None,
             months: Optional[Sequence[Month]] = None) -> PushResult:
@@ -252,8 +255,7 @@ class UsageReporter:
                                 changed: Dict[str, Dict[str, str]], result: PushResult) -> set:
         """7.0 line: per-user usage of cpu, mem and gres/gpu through SLURM-remote set_usage, which takes the
         month explicitly (one call per user carries all three). Returns the component types it carried."""
-        fields = {c.type: REMOTE_USAGE_FIELDS[c.tres] for c in self.components
-                  if c.tres in REMOTE_USAGE_FIELDS and c.type in self.usage_types}
+        fields = self.remote_fields
         for user in sorted({u for t, per_user in changed.items() if t in fields for u in per_user}):
             amounts = {name: users[user].get(t, "0.00") for t, name in fields.items()}
             self.waldur.set_allocation_user_usage(resource, user, month, amounts)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 from .actual import ActualState
-from .components import Components
+from .components import Components, whole_limits
 
 # resources in these states are mid-order: pull reports them when the order is done
 SETTLED_STATES = ("OK",)
@@ -35,9 +35,9 @@ def limit_differences(present: Mapping[str, Mapping[str, Any]], actual: ActualSt
         if resource.get("state") not in SETTLED_STATES:
             continue
         enforced = components.waldur_limits(actual.limits(account))
-        shown = resource.get("limits") or {}
-        if any(_number(shown.get(t)) != v for t, v in enforced.items()):
-            changes[resource["uuid"]] = {**{k: v for k, v in shown.items() if _number(v) is not None}, **enforced}
+        shown = whole_limits(resource.get("limits") or {})
+        if any(shown.get(t) != v for t, v in enforced.items()):
+            changes[resource["uuid"]] = {**shown, **enforced}
     return changes
 
 
@@ -64,11 +64,3 @@ def differences(present: Mapping[str, Mapping[str, Any]], actual: ActualState, c
     add, remove = association_differences(present, actual, shown_associations)
     return Differences(limit_differences(present, actual, components), add, remove)
 
-
-def _number(value: Any) -> Optional[int]:
-    try:
-        number = float(value)
-        whole = int(number)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return whole if number == whole else None

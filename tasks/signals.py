@@ -24,24 +24,13 @@ from typing import Dict, Optional
 from celery import signals
 
 from slurm_sync.health import record_success
+from slurm_sync.settings import env_int
 from slurm_sync.observability import logs
 from slurm_sync.observability import metrics as m
 
 log = logging.getLogger(__name__)
 
 _started: Dict[str, float] = {}
-
-
-def _env_setting(variable: str):
-    """A variable parsed like load_settings does; None when unset or invalid (the start-up check reports it)."""
-    from slurm_sync.settings import VARIABLES
-    raw = os.environ.get(variable)
-    if raw is None or not raw.strip():
-        return None
-    try:
-        return VARIABLES[variable][1](raw)
-    except ValueError:
-        return None
 
 
 def _fail_start(message: str) -> None:
@@ -64,7 +53,7 @@ def start_sentry(**_kwargs) -> None:
 def start_worker_observability(**_kwargs) -> None:
     """celeryd_init: Sentry, and the metrics endpoint when SLURM_SYNC_METRICS_PORT is set."""
     start_sentry()
-    port = _env_setting("SLURM_SYNC_METRICS_PORT")
+    port = env_int("SLURM_SYNC_METRICS_PORT")  # 0 (the default) or invalid: no endpoint
     if not port:
         return
     m.prepare_multiprocess()
