@@ -201,14 +201,19 @@ def _sbatch(user: str, account: str, seconds: int) -> str:
 
 
 def _wait_done(job_ids, timeout=120):
+    """Until slurmdbd has every job's end: squeue empties before slurmctld's completion message
+    reaches the database, and until then sacct shows the job RUNNING with ElapsedRaw growing."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         queued = subprocess.run(["squeue", "-h", "-o", "%A", "-j", ",".join(job_ids)],
                                 capture_output=True, text=True, timeout=60).stdout.split()
         if not queued:
-            return
+            ends = subprocess.run(["sacct", "-X", "-P", "-n", "-o", "End", "-j", ",".join(job_ids)],
+                                  capture_output=True, text=True, timeout=60).stdout.split()
+            if len(ends) == len(job_ids) and "Unknown" not in ends:
+                return
         time.sleep(0.5)
-    raise AssertionError(f"jobs {job_ids} still queued after {timeout}s")
+    raise AssertionError(f"jobs {job_ids} not ended in accounting after {timeout}s")
 
 
 @pytest.fixture
