@@ -39,6 +39,7 @@ def main() -> None:
     prefix = "bm" + secrets.token_hex(3)
     accounts, members = build(prefix, args.allocations, args.customers, args.users)
     allocations = [spec.name for spec in accounts if spec.name.endswith("a")]
+    parents = tuple((spec.name, spec.parent) for spec in accounts if spec.name in allocations)
     executor = NativeExecutor(timeout=600)
     client = SacctmgrClient(executor, timeout=600)
     client.cluster  # resolve before timing
@@ -46,7 +47,10 @@ def main() -> None:
         ("create", [AddAccounts(tuple(accounts), tuple(members))]),
         ("re-apply", [AddAccounts(tuple(accounts), tuple(members))]),
         ("limits (all equal)", [SetLimits(tuple((a, {"cpu": 9000}) for a in allocations))]),
-        ("limits (all distinct)", [SetLimits(tuple((a, {"cpu": 9000 + i}) for i, a in enumerate(allocations)))]),
+        ("limits (all distinct)", [SetLimits(tuple((a, {"cpu": 9000 + i}) for i, a in enumerate(allocations)),
+                                             parents)]),
+        ("limits (20 values)", [SetLimits(tuple((a, {"cpu": 7000 + i % 20}) for i, a in enumerate(allocations)),
+                                          parents)]),
         ("remove", [CancelJobs(tuple(allocations)),
                     RemoveAccounts(tuple(spec.name for spec in reversed(accounts)))]),
     ]

@@ -35,6 +35,7 @@ class _Changes:
     new_accounts: Dict[str, AccountSpec] = field(default_factory=dict)  # insertion order: parents first
     new_users: List[Tuple[str, str]] = field(default_factory=list)
     limits: Dict[str, Mapping[str, int]] = field(default_factory=dict)
+    parents: Dict[str, str] = field(default_factory=dict)  # of the accounts in ``limits``
     add_users: List[Tuple[str, str]] = field(default_factory=list)
     defaults: Dict[str, str] = field(default_factory=dict)
     cancel: List[str] = field(default_factory=list)
@@ -45,6 +46,7 @@ class _Changes:
     def merge(self, other: "_Changes") -> None:
         self.new_accounts.update(other.new_accounts)
         self.limits.update(other.limits)
+        self.parents.update(other.parents)
         self.defaults.update(other.defaults)
         for mine, theirs in ((self.new_users, other.new_users), (self.add_users, other.add_users),
                              (self.cancel, other.cancel), (self.remove_users, other.remove_users),
@@ -56,7 +58,8 @@ class _Changes:
         if self.new_accounts:
             ops.append(AddAccounts(tuple(self.new_accounts.values()), tuple(self.new_users)))
         if self.limits:
-            ops.append(SetLimits(tuple(sorted(self.limits.items()))))
+            ops.append(SetLimits(tuple(sorted(self.limits.items())),
+                                 tuple(sorted((a, p) for a, p in self.parents.items() if a in self.limits))))
         if self.add_users:
             ops.append(AddUsers(tuple(self.add_users)))
         if self.defaults:
@@ -124,6 +127,7 @@ class _Planner:
             change = limit_changes(self.actual.limits(name), spec.limits)
             if change:
                 changes.limits[name] = change
+                changes.parents[name] = spec.project
             if spec.users is not None:
                 self.reconcile_users(changes, name, spec.users)
         elif name in self.done.new_accounts:

@@ -65,7 +65,7 @@ def test_update_changes_limits_and_clears_dropped_tres():
     rows = list(BUILT)
     rows[3] = acct("a_alloc", "p_x", {"cpu": 600, "mem": 100}, ownership_mark("allocation", R1))
     plan = plan_batch([spec(allocation="a_alloc", limits={"cpu": 1200})], tree(*rows), POLICY)
-    assert plan.operations == [SetLimits((("a_alloc", {"cpu": 1200, "mem": -1}),))]
+    assert plan.operations == [SetLimits((("a_alloc", {"cpu": 1200, "mem": -1}),), (("a_alloc", "p_x"),))]
 
 
 def test_team_change_adds_and_removes_moving_default_first():

@@ -130,3 +130,19 @@ def test_unknown_tres_errs_the_order_and_writes_nothing(processor, waldur, scena
     message = waldur.get_order(order["uuid"])["error_message"]
     assert "gres/fpga" in message and "AccountingStorageTRES" in message
     assert slurm_tree(processor.policy.default_account)[0] == {}
+
+
+def test_a_batch_of_updates_with_distinct_limits_is_one_commit(processor, waldur, scenario):
+    root = processor.policy.default_account
+    _, _, a = names(processor)
+    creates = [scenario.create("acme", f"proj{i}", f"alloc{i}", limits={"cpu": 1, "gpu": 1}) for i in range(4)]
+    run(processor, waldur)
+    updates = [scenario.order(o["marketplace_resource_uuid"], "Update", limits={"cpu": 10 + i, "gpu": 1})
+               for i, o in enumerate(creates)]
+    result = run(processor, waldur)
+    assert sorted(result.by_result("done")) == sorted(u["uuid"] for u in updates)
+    assert result.commits == 1  # four distinct limit sets: one load, not four modify commits
+    accounts, limits, _ = slurm_tree(root)
+    for i in range(4):
+        assert f"cpu={(10 + i) * 60}" in limits[a(f"alloc{i}")]
+        assert accounts[a(f"alloc{i}")] == processor.policy.project_prefix + f"proj{i}"  # not moved by the load

@@ -164,6 +164,38 @@ def test_grouping_of_user_and_limit_commands():
     ]
 
 
+def test_distinct_limits_go_in_one_load_and_shared_ones_in_one_modify():
+    sacctmgr, executor = client()
+    shared = [(f"s{i}", {"cpu": 7}) for i in range(4)]  # more than LOAD_GROUP_MAX share a value: one modify
+    distinct = [(f"d{i}", {"cpu": 100 + i, "mem": -1}) for i in range(5)]
+    orphan = [("x", {"cpu": 1})]  # parent unknown: never in a load, which would re-parent it
+    parents = tuple((a, "proj") for a, _ in shared + distinct)
+    report = sacctmgr.apply([SetLimits(tuple(shared + distinct + orphan), parents)])
+    calls = [(argv[2:], stdin) for argv, stdin in executor.calls]
+    assert calls == [
+        (["load", "file=/dev/stdin"],
+         "Cluster - 'c1'\nParent - 'proj'\n"
+         + "".join(f"Account - 'd{i}':GrpTRESMins=cpu={100 + i},mem=-1\n" for i in range(5))),
+        (["modify", "account", "where", "name=s0,s1,s2,s3", "cluster=c1", "set", "GrpTRESMins=cpu=7"], None),
+        (["modify", "account", "where", "name=x", "cluster=c1", "set", "GrpTRESMins=cpu=1"], None),
+    ]
+    assert report.commits == 3
+
+
+def test_a_single_small_limit_group_stays_a_modify():
+    sacctmgr, executor = client()
+    sacctmgr.apply([SetLimits((("a", {"cpu": 5}), ("b", {"cpu": 5})), (("a", "p"), ("b", "p")))])
+    assert [argv[2:] for argv, _ in executor.calls] == [
+        ["modify", "account", "where", "name=a,b", "cluster=c1", "set", "GrpTRESMins=cpu=5"]]
+
+
+def test_limits_load_file_refuses_hostile_names():
+    with pytest.raises(ValueError, match="unsafe"):
+        loadfile.render_limits("c1", [("a", "p'\nParent - 'root", {"cpu": 1})])
+    with pytest.raises(ValueError, match="unsafe"):
+        loadfile.render_limits("c1", [("a", "p", {"cpu=1,mem": 1})])
+
+
 def test_cross_groups_cover_exactly_the_pairs():
     pairs = {("u1", "a"), ("u2", "a"), ("u1", "b"), ("u3", "b")}
     groups = _cross_groups(sorted(pairs))
@@ -313,3 +345,26 @@ def test_real_bed_user_with_several_associations_all_removed_goes_whole(bed_clie
 
 def test_real_bed_read_tres(bed_client):
     assert {"cpu", "mem", "gres/gpu"} <= bed_client.read_tres()
+
+
+def test_real_bed_distinct_limits_in_one_load_keep_parent_description_and_users(bed_client, slurm_sandbox):
+    sacctmgr, top = bed_client, slurm_sandbox
+    proj, user = f"{top}-lp", f"{top}ul"
+    allocs = [f"{top}-l{i}" for i in range(4)]
+    sacctmgr.apply([AddAccounts((AccountSpec(proj, top),) + tuple(
+        AccountSpec(a, proj, description=f"mark {i}", grp_tres_mins={"cpu": 10, "mem": 20}) for i, a in enumerate(allocs)),
+        tuple((user, a) for a in allocs))])
+    wanted = {a: {"cpu": 1000 + i, "mem": -1} if i % 2 else {"cpu": 1000 + i} for i, a in enumerate(allocs)}
+    report = sacctmgr.apply([SetLimits(tuple(wanted.items()), tuple((a, proj) for a in allocs))])
+    assert report.commits == 1 and report.commands[0][2:] == ["load", "file=/dev/stdin"]
+    rows = {(a.account, a.user): a for a in sacctmgr.read_associations() if a.account in allocs}
+    for i, account in enumerate(allocs):
+        row = rows[(account, "")]
+        assert dict(row.grp_tres_mins) == ({"cpu": 1000 + i} if i % 2 else {"cpu": 1000 + i, "mem": 20})
+        assert row.parent == proj and row.description == f"mark {i}"
+        assert (account, user) in rows  # the user associations under it are untouched
+    # load compares the named TRES with the whole old set: name them all for a no-op
+    same = {a: {"cpu": 1000 + i} if i % 2 else {"cpu": 1000 + i, "mem": 20} for i, a in enumerate(allocs)}
+    again = sacctmgr.apply([SetLimits(tuple(same.items()), tuple((a, proj) for a in allocs))])
+    assert again.commits == 0  # load answers "Nothing new added" when the limits are already there
+    sacctmgr.apply([RemoveAccounts(tuple(allocs) + (proj,))])

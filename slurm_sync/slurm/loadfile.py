@@ -71,3 +71,22 @@ def render(cluster: str, accounts: Sequence[AccountSpec], users: Iterable[Tuple[
         emit(account)
     return "\n".join(lines) + "\n"
 
+
+
+def render_limits(cluster: str, limits: Iterable[Tuple[str, str, Mapping[str, int]]]) -> str:
+    """A load file changing only the GrpTRESMins of existing accounts: (account, parent, limits).
+
+    Each account is listed under the parent it already has (``load`` would move it otherwise)
+    and with no Description/Organization, which ``load`` then leaves as they are (measured).
+    ``load`` merges: a TRES not named keeps its value; -1 clears one.
+    """
+    safety.name(cluster, "cluster")
+    by_parent: Dict[str, List[str]] = {}
+    for account, parent, minutes in limits:
+        by_parent.setdefault(safety.name(parent, "parent account"), []).append(
+            f"Account - '{safety.owned_account(account)}':GrpTRESMins={tres_minutes(minutes)}")
+    lines = [f"Cluster - '{cluster}'"]
+    for parent, accounts in by_parent.items():
+        lines.append(f"Parent - '{parent}'")
+        lines.extend(accounts)
+    return "\n".join(lines) + "\n"

@@ -47,9 +47,14 @@ class AddAccounts:
 
 @dataclass(frozen=True)
 class SetLimits:
-    """Set GrpTRESMins on existing accounts; a value of -1 clears that TRES limit."""
+    """Set GrpTRESMins on existing accounts; a value of -1 clears that TRES limit.
+
+    ``parents`` names each account's parent where the planner knows it: only those accounts
+    may be changed through a ``load`` file, which re-parents an account listed under another.
+    """
 
     limits: Tuple[Tuple[str, Mapping[str, int]], ...]  # (account, {tres: minutes})
+    parents: Tuple[Tuple[str, str], ...] = ()  # (account, parent)
 
 
 @dataclass(frozen=True)
