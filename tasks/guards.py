@@ -6,7 +6,7 @@ Keys (prefix ``slurm-sync:``), their TTLs and why:
 |---|---|---|
 | ``lock:poll-orders`` | poll interval x 5 (released at the end) | a poll never overlaps itself |
 | ``order:<uuid>:queued`` | ORDER_QUEUED_TTL (10 min) | a poll does not enqueue an order already waiting in the queue |
-| ``order:<uuid>:lock`` | ORDER_LOCK_TTL (SLURM_SYNC_ORDER_LOCK_TTL, 300 s) | two workers never process one order at once; expires so a killed worker's order is picked up again |
+| ``order:<uuid>:lock`` | ORDER_LOCK_TTL (SLURM_SYNC_ORDER_LOCK_TTL, 300 s), renewed every third of it while its batch runs | two workers never process one order at once; expires so a killed worker's order is picked up again |
 | ``order:<uuid>:final`` | 7 days | a re-delivered task or a re-listed order does no second write |
 | ``lock:slurm-writes`` | ORDER_LOCK_TTL, renewed every third of it while the batch runs (a dead worker's lapses) | one batch at a time reads, plans and writes the tree, whatever the worker count: slurmdbd 22.05 corrupted its tree under concurrent writers here, and two batches planned from one read would collide |
 | ``lock:report-usage`` | usage interval x 5 | a usage cycle never overlaps itself |
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Sequence
 
 import redis
 from redis.lock import Lock
@@ -44,26 +44,38 @@ def _key(*parts: str) -> str:
 
 
 @contextlib.contextmanager
+def renewing(locks: Sequence[Lock], ttl: float) -> Iterator[None]:
+    """Renew ``locks`` every ttl/3 from a thread while the body runs, so a TTL can be short (a
+    killed worker's locks are gone within it) while the work they guard takes longer."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(ttl / 3):
+            for lock in list(locks):
+                with contextlib.suppress(redis.exceptions.RedisError):  # LockError included: lost is lost
+                    lock.reacquire()
+
+    if locks:
+        threading.Thread(target=renew, name="renew-locks", daemon=True).start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
+@contextlib.contextmanager
 def exclusive(client: "redis.Redis", name: str, ttl: float, wait: float = 0,
               keep_alive: bool = False) -> Iterator[bool]:
     """Yield True when this process holds the lock ``name``; False when another does (after ``wait`` s).
 
-    ``keep_alive`` renews the lock every ttl/3 from a thread while the body runs, so the TTL can be
-    short (a killed worker's lock is gone within ``ttl``) while the work inside may take longer."""
+    ``keep_alive`` renews it while the body runs (:func:`renewing`)."""
     lock = client.lock(_key("lock", name), timeout=ttl, blocking=wait > 0, blocking_timeout=wait or None,
                        thread_local=False)
     acquired = lock.acquire()
-    stop = threading.Event()
-    if acquired and keep_alive:
-        def renew() -> None:
-            while not stop.wait(ttl / 3):
-                with contextlib.suppress(redis.exceptions.RedisError):
-                    lock.reacquire()
-        threading.Thread(target=renew, name=f"renew-{name}", daemon=True).start()
     try:
-        yield acquired
+        with renewing([lock] if acquired and keep_alive else [], ttl):
+            yield acquired
     finally:
-        stop.set()
         if acquired:
             with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()
@@ -72,8 +84,9 @@ def exclusive(client: "redis.Redis", name: str, ttl: float, wait: float = 0,
 class OrderGuard:
     """Per-order lock, queued marker and final marker."""
 
-    def __init__(self, client: "redis.Redis"):
+    def __init__(self, client: "redis.Redis", ttl: float = ORDER_LOCK_TTL):
         self.redis = client
+        self.ttl = ttl
         self.locks: List[Lock] = []
 
     def is_final(self, order_uuid: str) -> bool:
@@ -91,11 +104,16 @@ class OrderGuard:
         self.redis.delete(_key("order", order_uuid, "queued"))
 
     def lock(self, order_uuid: str) -> Optional[Lock]:
-        lock = self.redis.lock(_key("order", order_uuid, "lock"), timeout=ORDER_LOCK_TTL, blocking=False)
+        lock = self.redis.lock(_key("order", order_uuid, "lock"), timeout=self.ttl, blocking=False,
+                               thread_local=False)
         if lock.acquire(blocking=False):
             self.locks.append(lock)
             return lock
         return None
+
+    def kept_alive(self) -> "contextlib.AbstractContextManager[None]":
+        """The order locks held so far stay held while a long batch runs (renewed every ttl/3)."""
+        return renewing(self.locks, self.ttl)
 
     def release_all(self) -> None:
         for lock in self.locks:

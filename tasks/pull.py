@@ -20,6 +20,7 @@ from .guards import ORDER_LOCK_TTL, OrderGuard, SlurmBusy, exclusive
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = env_int("SLURM_SYNC_BATCH_SIZE")
+HELD_RECHECK = max(1, ORDER_LOCK_TTL // 3)
 # A SLURM read that fails (slurmdbd down) or Waldur unreachable: retry the batch with backoff.
 # Writes that SLURM refuses are handled per order inside the processor and never get here.
 RETRY = dict(autoretry_for=(WaldurUnavailable, SlurmCommandError, SlurmBusy), retry_backoff=2, retry_backoff_max=300, retry_jitter=True,
@@ -61,12 +62,22 @@ def process_orders(self, orders: List[Dict[str, Any]]) -> Dict[str, List[str]]:
     """Apply a batch of orders; each order is locked, and skipped when another worker holds it or it is final."""
     rt = runtime()
     guard = OrderGuard(rt.redis)
-    mine = []
+    mine: List[Dict[str, Any]] = []
     try:
-        mine = [o for o in orders if not guard.is_final(o["uuid"]) and guard.lock(o["uuid"])]
+        held = []
+        for order in orders:
+            if not guard.is_final(order["uuid"]):
+                (mine if guard.lock(order["uuid"]) else held).append(order)
+        if held:
+            # Another worker holds them: it finishes them, or it died and its locks lapse within the TTL.
+            # Look again then rather than drop them (a poll would not re-enqueue them while they are queued).
+            log.info("process_orders: %d orders locked by another worker; looking again in %d s", len(held),
+                     HELD_RECHECK)
+            process_orders.apply_async((held,), countdown=HELD_RECHECK)
         if not mine:
             return {}
-        with exclusive(rt.redis, "slurm-writes", ttl=ORDER_LOCK_TTL, wait=60, keep_alive=True) as writer:
+        with guard.kept_alive(), \
+                exclusive(rt.redis, "slurm-writes", ttl=ORDER_LOCK_TTL, wait=60, keep_alive=True) as writer:
             if not writer:  # another batch has been writing for a minute: retry later (order locks are released)
                 raise SlurmBusy("another batch is writing to SLURM")
             result = _call(_processor().process, mine)
