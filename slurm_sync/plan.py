@@ -17,6 +17,7 @@ from .slurm.model import (AccountSpec, AddAccounts, AddUsers, CancelJobs, Delete
                           RemoveUsers, SetDefaultAccounts, SetLimits)
 
 ROOT = "root"
+DEFAULT_MARK = "waldur-slurm-sync"  # Description of SLURM_DEFAULT_ACCOUNT when slurm-sync made it
 
 
 @dataclass
@@ -112,7 +113,7 @@ class _Planner:
     def ensure(self, spec: AllocationSpec) -> Tuple[str, _Changes]:
         changes = _Changes()
         policy = self.policy
-        self.ensure_account(changes, policy.default_account, ROOT, "waldur-slurm-sync")
+        self.ensure_account(changes, policy.default_account, ROOT, DEFAULT_MARK)
         self.ensure_account(changes, spec.customer, policy.default_account, ownership_mark("customer", spec.customer))
         self.ensure_account(changes, spec.project, spec.customer, ownership_mark("project", spec.project))
         name = spec.allocation
@@ -162,8 +163,12 @@ class _Planner:
         project = self.actual.parent(name)
         customer = self.actual.parent(project) if project else None
         if customer and self.actual.parent(customer) == self.policy.default_account:
-            for candidate in (project, customer):
-                if self._empty_after(candidate, set(doomed)):
+            # Up the tree while each parent is empty AND was made by slurm-sync (its mark): a
+            # site's own account of the same name is never removed.
+            default = self.policy.default_account
+            for candidate, mark in ((project, ownership_mark("project", project)),
+                                    (customer, ownership_mark("customer", customer)), (default, DEFAULT_MARK)):
+                if self.actual.description(candidate) == mark and self._empty_after(candidate, set(doomed)):
                     doomed.append(candidate)
                 else:
                     break

@@ -28,7 +28,8 @@ def user(name, account, default=False):
     return Association(account=account, user=name, is_default=default)
 
 
-BUILT = [acct("waldur", "root"), acct("c_x", "waldur"), acct("p_x", "c_x"),
+BUILT = [acct("waldur", "root", description="waldur-slurm-sync"), acct("c_x", "waldur", description="waldur-customer-c_x"),
+         acct("p_x", "c_x", description="waldur-project-p_x"),
          acct("a_alloc", "p_x", {"cpu": 600}, ownership_mark("allocation", R1)),
          user("alice", "a_alloc", default=True), user("bob", "a_alloc", default=True)]
 
@@ -79,7 +80,16 @@ def test_terminate_removes_allocation_and_empty_parents_children_first():
     plan = plan_batch([spec(remove=True, allocation="a_alloc")], tree(*BUILT), POLICY)
     # the adapter's RemoveAccounts removes the accounts' user associations (users whole when nothing is left)
     assert kinds(plan) == [CancelJobs, RemoveAccounts]
+    assert plan.operations[-1] == RemoveAccounts(("a_alloc", "p_x", "c_x", "waldur"))
+
+
+def test_terminate_keeps_parents_slurm_sync_did_not_make():
+    site = [acct("waldur", "root", description="site parent"), *BUILT[1:]]  # the site made the default account
+    plan = plan_batch([spec(remove=True, allocation="a_alloc")], tree(*site), POLICY)
     assert plan.operations[-1] == RemoveAccounts(("a_alloc", "p_x", "c_x"))
+    site[1] = acct("c_x", "waldur", description="customer x")  # and a customer account with the prefix's name
+    plan = plan_batch([spec(remove=True, allocation="a_alloc")], tree(*site), POLICY)
+    assert plan.operations[-1] == RemoveAccounts(("a_alloc", "p_x"))
 
 
 def test_terminate_moves_the_default_of_a_user_who_keeps_other_accounts():

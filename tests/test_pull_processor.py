@@ -10,7 +10,7 @@ from slurm_sync.waldur_api import WaldurAPI
 
 import yaml
 
-from .pull_scenario import COMPONENTS_YAML, slurm_tree, user_associations
+from .pull_scenario import COMPONENTS_YAML, sacctmgr_rows, slurm_tree, user_associations
 
 
 @pytest.fixture(params=["current", "7.0"])
@@ -116,6 +116,8 @@ def test_terminating_everything_leaves_nothing(processor, waldur, scenario):
     assert len(result.by_result("done")) == 3
     accounts, _, users = slurm_tree(root)
     assert accounts == {} and users == set()
+    # the default account slurm-sync made for the tree goes with its last customer
+    assert root not in {row[0] for row in sacctmgr_rows("show", "account", "format=Account")}
     assert user_associations("alice", ours(processor)) == set() and user_associations("bob", ours(processor)) == set()
 
 
