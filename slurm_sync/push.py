@@ -86,6 +86,7 @@ class PushResult:
     recovered: List[str] = field(default_factory=list)
     anomalies: List[str] = field(default_factory=list)
     unreportable: List[str] = field(default_factory=list)
+    refused: List[str] = field(default_factory=list)  # reports Waldur refused (4xx): tried again next cycle
     waldur_requests: int = 0
 
 
@@ -200,7 +201,18 @@ class UsageReporter:
             totals = {t: to_wire(report.totals.get(account, {}).get(t, Decimal(0))) for t in self.usage_types}
             users = {user: {t: to_wire(amounts.get(t, Decimal(0))) for t in self.usage_types}
                      for user, amounts in report.per_user.get(account, {}).items()}
-            self._send(resource["uuid"], month, closed, totals, users, result)
+            try:
+                self._send(resource["uuid"], month, closed, totals, users, result)
+            except WaldurHTTPError as error:
+                if error.transient:
+                    raise  # the task retries the cycle
+                # One resource Waldur will not take (usage over a component's limit_amount, a state that
+                # takes no usage, a component it does not know) must not stop the others' billing.
+                # Nothing is recorded as sent, so the next cycle tries again.
+                note = (f"usage of resource {resource['uuid']} (account {account}) for {month[0]}-{month[1]:02d} "
+                        f"refused by Waldur: {error}; amounts {totals}")
+                log.error(note)
+                result.refused.append(note)
 
     def _send(self, resource: str, month: Month, closed: bool, totals: Dict[str, str],
               users: Dict[str, Dict[str, str]], result: PushResult) -> None:

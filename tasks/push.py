@@ -77,9 +77,9 @@ def _run(resource_uuids: Optional[List[str]] = None, months=None) -> Dict:
             return {}
         result: PushResult = _reporter().run(resource_uuids=resource_uuids, months=months)
         log.info("report_usage: months %s, %d sacct calls, %d jobs, %d usage posts, %d user-usage posts, "
-                 "%d erred, %d recovered, %d anomalies", result.months, result.sacct_calls, result.jobs,
+                 "%d erred, %d recovered, %d anomalies, %d refused", result.months, result.sacct_calls, result.jobs,
                  result.usage_posts, result.user_usage_posts, len(result.erred), len(result.recovered),
-                 len(result.anomalies))
+                 len(result.anomalies), len(result.refused))
         return asdict(result)
 
 

@@ -188,3 +188,32 @@ def test_vanished_account_errs_the_resource_and_a_returned_one_is_ok(waldur, pus
     else:
         assert waldur.get_resource(lost["uuid"])["state"] == "OK"
     assert reporter.run(now=datetime.now(UTC)).recovered == []
+
+
+@pytest.mark.bed
+def test_a_report_waldur_refuses_does_not_stop_the_others(waldur, bed_accounts, job_table):
+    """Row 17: a usage component with a monthly limit_amount refuses an amount over it (400)."""
+    from slurm_sync.testing.job_rows import JobRow
+    accounts, users = bed_accounts
+    capped = [dict(c, limit_period="month", limit_amount=100) if c["type"] == "cpu" else c
+              for c in OFFERING_COMPONENTS]
+    offering = waldur.add_offering("SLURM", components=capped)
+    project = waldur.add_project(waldur.add_customer("Acme")["uuid"], "Physics")["uuid"]
+    resources = {a: waldur.add_resource(offering["uuid"], project, a, backend_id=a) for a in accounts}
+    store = MemoryStore()
+    reporter = UsageReporter(WaldurAPI(waldur.url, waldur.token, offering["uuid"]),
+                             SacctmgrClient(NativeExecutor(timeout=60)), COMPONENTS, store)
+    now = datetime.now(UTC)
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    base = job_table.next_job_id()
+    job_table.insert([JobRow(base, accounts[0], users[0], start, start + timedelta(minutes=100), {"cpu": 2, "mem": 1}),
+                      JobRow(base + 1, accounts[1], users[0], start, start + timedelta(minutes=10), {"cpu": 1, "mem": 1})])
+    result = reporter.run(now=now, months=[(now.year, now.month)])
+    period = f"{now.year}-{now.month:02d}-01"
+    assert usages(waldur, resources[accounts[0]], period) == {}  # refused: 200 cpu-minutes over the limit of 100
+    assert usages(waldur, resources[accounts[1]], period)["cpu"] == Decimal(10)  # the other one still billed
+    assert len(result.refused) == 1
+    assert resources[accounts[0]]["uuid"] in result.refused[0] and "'cpu': '200.00'" in result.refused[0]
+    assert store.get(resources[accounts[0]]["uuid"], (now.year, now.month))[0] == {}  # not recorded as sent
+    again = reporter.run(now=now, months=[(now.year, now.month)])
+    assert len(again.refused) == 1 and again.usage_posts == 0  # tried again, still refused; the other unchanged
