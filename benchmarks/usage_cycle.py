@@ -125,6 +125,12 @@ def main(argv=None) -> int:
         timings["ONE sacct + parse + usage"] = time.perf_counter() - t0
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 
+        # the sacct process alone, its output drained and not parsed: what the cycle cannot go below
+        from slurm_sync.slurm.sacct import sacct_argvs
+        t0 = time.perf_counter()
+        drained = sum(1 for _ in PopenLines(timeout=600)(sacct_argvs(accounts, *window)[0]))
+        timings[f"  of which sacct alone ({drained} lines)"] = time.perf_counter() - t0
+
         # the same again under tracemalloc, for the Python heap peak of the streamed pass
         tracemalloc.start()
         compute_usage(read_jobs(accounts, *window, lines=PopenLines(timeout=600)), window, resources,

@@ -1,8 +1,13 @@
 """Read a billing window's accounting: ONE sacct call for all accounts, parsed as a stream.
 
-``sacct --allocations`` gives one row per job allocation (no steps), ``--truncate`` clips
-Start/End to the window, ``--parsable2 --noheader`` gives ``|``-separated fields. sacct runs
-with ``TZ=UTC`` and ``SLURM_TIME_FORMAT=standard`` so the zone-less times it prints are UTC.
+``sacct --allocations`` gives one row per job allocation (no steps), ``--parsable2 --noheader``
+gives ``|``-separated fields. sacct runs with ``TZ=UTC`` and ``SLURM_TIME_FORMAT=standard`` so
+the zone-less times it prints are UTC.
+
+No ``--truncate``: it selects the same jobs (compared on the bed for whole months and a 6 h
+window) but makes slurmdbd 13x slower, 16.6 s against 1.24 s for 100,000 rows in a month here
+(22.05). Start/End are clipped to the window in :func:`slurm_sync.usage.compute_usage` instead,
+exactly as ``--truncate`` would.
 
 The command is run through a :data:`LineSource` (argv -> iterator of output lines) so the
 parser is tested on recorded lines and the process can be local or in a container. Lines are
@@ -73,7 +78,7 @@ def sacct_argvs(
     names = sorted({a.lower() for a in accounts})  # slurmdbd keeps names in lower case
     fields = ",".join(FIELDS + (TRES_SOURCES[tres_source],))
     base = [
-        sacct, "--allocations", "--allusers", "--truncate", "--parsable2", "--noheader",
+        sacct, "--allocations", "--allusers", "--parsable2", "--noheader",
         "--noconvert", f"--starttime={_sacct_time(start)}", f"--endtime={_sacct_time(end)}",
         f"--format={fields}",
     ]
