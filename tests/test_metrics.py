@@ -265,17 +265,22 @@ def test_outcomes_counted_from_the_tasks_return_values():
     text = m.render().decode()
     done, erred = (value(text, "slurm_sync_orders_total", result=r) for r in ("done", "erred"))
     posts, user_posts = (value(text, "slurm_sync_usage_posts_total", kind=k) for k in ("component", "user"))
+    problems = {k: value(text, "slurm_sync_usage_problems_total", kind=k) for k in ("refused", "anomaly", "unreportable")}
     m.observe_task("tasks.pull.process_orders", "SUCCESS", 1.5, {"done": ["a", "b"], "erred": ["c"], "skipped": []})
     m.observe_task("tasks.pull.process_order", "SUCCESS", 0.5, {"done": ["d"], "erred": [], "skipped": []})
     m.observe_task("tasks.pull.process_orders", "SUCCESS", 0.1, {})  # nothing was this worker's
     m.observe_task("tasks.push.report_usage", "SUCCESS", 2.0, asdict(PushResult(usage_posts=4, user_usage_posts=7)))
     m.observe_task("tasks.push.report_resource", "SUCCESS", 2.0, asdict(PushResult(usage_posts=1)))
+    m.observe_task("tasks.push.report_usage", "SUCCESS", 1.0, asdict(PushResult(refused=["r1", "r2"], anomalies=["x"])))
     m.observe_task("tasks.push.report_usage", "RETRY", 0.2, None)
     text = m.render().decode()
     assert value(text, "slurm_sync_orders_total", result="done") == done + 3
     assert value(text, "slurm_sync_orders_total", result="erred") == erred + 1
     assert value(text, "slurm_sync_usage_posts_total", kind="component") == posts + 5
     assert value(text, "slurm_sync_usage_posts_total", kind="user") == user_posts + 7
+    assert value(text, "slurm_sync_usage_problems_total", kind="refused") == problems["refused"] + 2
+    assert value(text, "slurm_sync_usage_problems_total", kind="anomaly") == problems["anomaly"] + 1
+    assert value(text, "slurm_sync_usage_problems_total", kind="unreportable") == problems["unreportable"]
     assert value(text, "slurm_sync_task_runs_total", task="tasks.push.report_usage", state="retry") >= 1
 
 

@@ -22,6 +22,7 @@ memory.
 | ``slurm_sync_last_success_timestamp_seconds`` | gauge | task |
 | ``slurm_sync_orders_total`` | counter | result (done, erred, skipped) |
 | ``slurm_sync_usage_posts_total`` | counter | kind (component, user) |
+| ``slurm_sync_usage_problems_total`` | counter | kind (refused, anomaly, unreportable) — billing to look at: alert on it |
 | ``slurm_sync_slurm_commands_total`` | counter | command, result (ok, unchanged, error, timeout, cannot-run) |
 | ``slurm_sync_slurm_command_seconds`` | histogram | command |
 | ``slurm_sync_sacctmgr_commits_total`` | counter | — sacctmgr writes that changed something |
@@ -72,6 +73,9 @@ class Metrics:
         self.orders = Counter("slurm_sync_orders", "Orders processed, by outcome", ["result"], registry=r)
         self.usage_posts = Counter("slurm_sync_usage_posts", "Usage POSTs to Waldur (component: set_usage; "
                                    "user: set_user_usages)", ["kind"], registry=r)
+        self.usage_problems = Counter("slurm_sync_usage_problems", "Usage reports Waldur refused, usage that went "
+                                      "down in a closed month, late usage a 7.0-line Waldur cannot take",
+                                      ["kind"], registry=r)
         self.commands = Counter("slurm_sync_slurm_commands", "SLURM commands run (sacctmgr, squeue, scancel, ...)",
                                 ["command", "result"], registry=r)
         self.command_seconds = Histogram("slurm_sync_slurm_command_seconds", "Seconds a SLURM command took",
@@ -158,7 +162,7 @@ def observe_outcome(task: str, retval: Mapping[str, Any]) -> None:
 
     ``tasks.pull.process_orders``/``process_order`` return ``{"done": [uuid...], "erred": [...],
     "skipped": [...]}`` (``{}`` when nothing was theirs); the push tasks return ``asdict(PushResult)``
-    with ``usage_posts`` and ``user_usage_posts``.
+    with ``usage_posts``, ``user_usage_posts`` and the lists ``refused``, ``anomalies``, ``unreportable``.
     """
     m = metrics()
     if task.startswith("tasks.pull.process_order"):
@@ -171,6 +175,10 @@ def observe_outcome(task: str, retval: Mapping[str, Any]) -> None:
             count = retval.get(field) or 0
             if isinstance(count, int) and count > 0:
                 m.usage_posts.labels(kind).inc(count)
+        for kind, field in (("refused", "refused"), ("anomaly", "anomalies"), ("unreportable", "unreportable")):
+            count = len(retval.get(field) or ())
+            if count:
+                m.usage_problems.labels(kind).inc(count)
 
 
 @_safe
