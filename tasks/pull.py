@@ -59,7 +59,8 @@ def poll_orders(self) -> int:
 
 @app.task(bind=True, **RETRY)
 def process_orders(self, orders: List[Dict[str, Any]]) -> Dict[str, List[str]]:
-    """Apply a batch of orders; each order is locked, and skipped when another worker holds it or it is final."""
+    """Apply a batch of orders; each order is locked, skipped when final, and looked at again later when
+    another worker holds it."""
     rt = runtime()
     guard = OrderGuard(rt.redis)
     mine: List[Dict[str, Any]] = []

@@ -3,8 +3,8 @@
 Each sacctmgr write is one commit costing about half a second on slurmdbd however much it
 changes (shared/reference/slurm.md), so operations are grouped: accounts are created by one
 ``load`` fed on stdin, user associations with identical account sets share one ``add user``,
-identical limit sets share one ``modify account`` and the rest go in one ``load``. "Nothing new added/modified/deleted" is
-success: re-applying a plan is a no-op, not an error.
+identical limit sets share one ``modify account`` and the rest go in one ``load``.
+"Nothing new added/modified/deleted" is success: re-applying a plan is a no-op, not an error.
 """
 from __future__ import annotations
 
