@@ -29,7 +29,7 @@ from fractions import Fraction
 from slurm_sync import testbed
 from slurm_sync.billing import month_window
 from slurm_sync.components import parse_components
-from slurm_sync.slurm.sacct import ParseStats, PopenLines, read_jobs
+from slurm_sync.slurm.sacct import ParseStats, PopenLines, read_jobs, sacct_argvs
 from slurm_sync.testing.job_rows import JobRow, JobTable
 from slurm_sync.usage import compute_usage
 
@@ -126,7 +126,6 @@ def main(argv=None) -> int:
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 
         # the sacct process alone, its output drained and not parsed: what the cycle cannot go below
-        from slurm_sync.slurm.sacct import sacct_argvs
         t0 = time.perf_counter()
         drained = sum(1 for _ in PopenLines(timeout=600)(sacct_argvs(accounts, *window)[0]))
         timings[f"  of which sacct alone ({drained} lines)"] = time.perf_counter() - t0

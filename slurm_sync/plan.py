@@ -36,7 +36,7 @@ class _Changes:
     new_accounts: Dict[str, AccountSpec] = field(default_factory=dict)  # insertion order: parents first
     new_users: List[Tuple[str, str]] = field(default_factory=list)
     limits: Dict[str, Mapping[str, int]] = field(default_factory=dict)
-    parents: Dict[str, str] = field(default_factory=dict)  # of the accounts in ``limits``
+    parents: Dict[str, str] = field(default_factory=dict)  # of the accounts in ``limits``, set with them
     add_users: List[Tuple[str, str]] = field(default_factory=list)
     defaults: Dict[str, str] = field(default_factory=dict)
     cancel: List[str] = field(default_factory=list)
@@ -59,8 +59,7 @@ class _Changes:
         if self.new_accounts:
             ops.append(AddAccounts(tuple(self.new_accounts.values()), tuple(self.new_users)))
         if self.limits:
-            ops.append(SetLimits(tuple(sorted(self.limits.items())),
-                                 tuple(sorted((a, p) for a, p in self.parents.items() if a in self.limits))))
+            ops.append(SetLimits(tuple(sorted(self.limits.items())), tuple(sorted(self.parents.items()))))
         if self.add_users:
             ops.append(AddUsers(tuple(self.add_users)))
         if self.defaults:

@@ -46,16 +46,22 @@ def user_posts(waldur):
     return waldur.count("POST", "set_user_usage") + waldur.count("POST", "slurm-remote")
 
 
-@pytest.fixture
-def push(waldur, bed_accounts):
-    accounts, users = bed_accounts
-    offering = waldur.add_offering("SLURM", components=OFFERING_COMPONENTS)
+def _reporter(waldur, accounts, offering_components=OFFERING_COMPONENTS):
+    """An offering with one resource per account, and a reporter for it: (reporter, resources, store)."""
+    offering = waldur.add_offering("SLURM", components=offering_components)
     customer = waldur.add_customer("Acme")
     project = waldur.add_project(customer["uuid"], "Physics")
     resources = {a: waldur.add_resource(offering["uuid"], project["uuid"], a, backend_id=a) for a in accounts}
     store = MemoryStore()
     reporter = UsageReporter(WaldurAPI(waldur.url, waldur.token, offering["uuid"]),
                              SacctmgrClient(NativeExecutor(timeout=60)), COMPONENTS, store)
+    return reporter, resources, store
+
+
+@pytest.fixture
+def push(waldur, bed_accounts):
+    accounts, users = bed_accounts
+    reporter, resources, store = _reporter(waldur, accounts)
     return reporter, resources, accounts, users, store
 
 
@@ -197,12 +203,7 @@ def test_a_report_waldur_refuses_does_not_stop_the_others(waldur, bed_accounts, 
     accounts, users = bed_accounts
     capped = [dict(c, limit_period="month", limit_amount=100) if c["type"] == "cpu" else c
               for c in OFFERING_COMPONENTS]
-    offering = waldur.add_offering("SLURM", components=capped)
-    project = waldur.add_project(waldur.add_customer("Acme")["uuid"], "Physics")["uuid"]
-    resources = {a: waldur.add_resource(offering["uuid"], project, a, backend_id=a) for a in accounts}
-    store = MemoryStore()
-    reporter = UsageReporter(WaldurAPI(waldur.url, waldur.token, offering["uuid"]),
-                             SacctmgrClient(NativeExecutor(timeout=60)), COMPONENTS, store)
+    reporter, resources, store = _reporter(waldur, accounts, capped)
     now = datetime.now(UTC)
     start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     base = job_table.next_job_id()
