@@ -7,15 +7,21 @@ after they run and re-queued when a worker dies, so a killed worker's order is d
 """
 import os
 
+from slurm_sync.redis_tls import ssl_options
 from slurm_sync.settings import env_int
 
 broker_url = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 result_backend = os.environ.get("CELERY_RESULT_BACKEND") or None
 task_ignore_result = result_backend is None
+# rediss:// (TLS): verify the server's certificate as redis-py does (kombu alone would not), unless the URL's
+# ?ssl_cert_reqs= says otherwise; ?ssl_ca_certs= names a private CA (slurm_sync/redis_tls.py)
+broker_use_ssl = ssl_options(broker_url) or False
+redis_backend_use_ssl = ssl_options(result_backend or "")
 
 task_routes = {
     "tasks.pull.process_orders": {"queue": "headnode"},
     "tasks.pull.process_order": {"queue": "headnode"},
+    "tasks.pull.sync_memberships": {"queue": "headnode"},
     "tasks.push.*": {"queue": "headnode"},
 }
 task_default_queue = "celery"

@@ -12,7 +12,6 @@ import argparse
 import os
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import redis  # noqa: E402
 
+from bench_bed import remove_tree  # noqa: E402
 from slurm_sync.testing.celery_procs import start_worker, sync_environment  # noqa: E402
 from slurm_sync.testing.waldur_emulator import WaldurEmulator  # noqa: E402
 
@@ -136,7 +136,7 @@ def main() -> int:
 
         calls.write_text("")
         before = len(emu.requests)
-        result = app.send_task("tasks.pull.poll_orders")
+        app.send_task("tasks.pull.poll_orders")
         time.sleep(3)
         lines = calls.read_text().splitlines()
         print(f"idle cycle: sacctmgr writes {sum(1 for l in lines if l.startswith('-i'))}, "
@@ -145,8 +145,7 @@ def main() -> int:
     finally:
         worker.kill()
         emu.stop()
-        subprocess.run([sys.executable, "-c", "from tests.plugins.slurm_bed import remove_sandbox; "
-                        f"remove_sandbox({parent!r})"], cwd=Path(__file__).resolve().parents[1], timeout=300)
+        remove_tree(parent)
     return 0
 
 

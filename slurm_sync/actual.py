@@ -16,7 +16,11 @@ class ActualState:
         self.users: Dict[str, Set[str]] = defaultdict(set)  # account -> users
         self.accounts_of: Dict[str, Set[str]] = defaultdict(set)  # user -> accounts
         self.default_of: Dict[str, str] = {}
+        self.by_mark: Dict[str, str] = {}  # Description -> account, for slurm-sync's ownership marks
         for row in associations:
+            if row.partition:  # another association the user keeps (never one slurm-sync made or manages)
+                self.accounts_of[row.user].add(row.account)
+                continue
             if row.user:
                 self.users[row.account].add(row.user)
                 self.accounts_of[row.user].add(row.account)
@@ -24,6 +28,8 @@ class ActualState:
                     self.default_of[row.user] = row.account
             else:
                 self.accounts[row.account] = row
+                if row.description.startswith("waldur-"):
+                    self.by_mark.setdefault(row.description, row.account)
                 if row.parent:
                     self.children[row.parent].add(row.account)
 
@@ -41,12 +47,6 @@ class ActualState:
     def description(self, account: str) -> str:
         row = self.accounts.get(account)
         return row.description if row else ""
-
-    def account_with_description(self, description: str) -> Optional[str]:
-        for name, row in self.accounts.items():
-            if row.description == description:
-                return name
-        return None
 
     def subtree(self, account: str) -> List[str]:
         """The account and all accounts beneath it, children before parents."""

@@ -19,39 +19,36 @@ log = logging.getLogger(__name__)
 
 def report_allocation(waldur: WaldurAPI, components: Components, order: Mapping[str, Any],
                       slurm_limits: Mapping[str, int], users_before: AbstractSet[str],
-                      users_after: Optional[Tuple[str, ...]]) -> int:
-    """Report one done order's allocation on a 7.0-line server; returns the requests made.
+                      users_after: Optional[Tuple[str, ...]]) -> bool:
+    """Report one done order's allocation on a 7.0-line server; returns True when the server completed the
+    order itself in doing so (a Create whose allocation went Creating -> OK is done by that transition).
 
     ``users_after`` None means the order left the users alone; a Terminate passes ().
     A refusal (the allocation is unknown, say) is logged, not raised: SLURM is already right
     and the push cycle sends what is missing. Transient errors are raised so the task retries.
     """
     if not waldur.generation.is_7_0:
-        return 0
+        return False
     resource = order.get("marketplace_resource_uuid") or ""
     kind = order.get("type")
-    requests = 0
+    completed = False
     try:
         if kind in ("Create", "Restore", "Update"):
-            waldur.report_allocation_ok(resource)
-            requests += 2
+            completed = waldur.report_allocation_ok(resource) and kind == "Create"
             limits = {**whole_limits(order.get("limits") or {}), **components.waldur_limits(slurm_limits)}
             if limits:
                 waldur.set_resource_limits(resource, limits)
-                requests += 1
         after = set(users_after) if users_after is not None else set(users_before)
         # a Create re-run after a crash finds its users in SLURM already: tell Waldur about all of them
         new = set() if kind == "Terminate" else after if kind in ("Create", "Restore") else after - set(users_before)
         for user in sorted(new):
             waldur.create_association(resource, user)
-            requests += 1
         gone = set(users_before) if kind == "Terminate" else set(users_before) - after
         for user in sorted(gone):
             waldur.delete_association(resource, user)
-            requests += 1
     except WaldurHTTPError as error:
         if error.transient:
             raise
         log.warning("order %s: reporting allocation %s to Waldur refused: %s", order.get("uuid"), resource, error)
-    return requests
+    return completed
 

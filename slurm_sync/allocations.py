@@ -17,6 +17,8 @@ from .naming import NamingError, account_name, allocation_name, check_account_na
 ENSURE_TYPES = ("Create", "Update", "Restore")
 REMOVE_TYPES = ("Terminate",)
 MAX_LIMIT = Decimal(10) ** 15  # beyond any real allocation; larger is a typo or an attack
+# GrpTRESMins is a uint64 in slurmdbd, whose top values mean NO_VAL / INFINITE: stay well below them
+SLURM_MAX_MINUTES = 2 ** 63 - 1
 DEPARTED_USER_STATES = {"Requested deletion", "Deleting", "Deleted", "Error deleting"}
 
 
@@ -31,11 +33,16 @@ class NamingPolicy:
     project_prefix: str
     allocation_prefix: str
     max_len: int
+    min_uid: Optional[int] = None  # logins below this uid on the worker's host are system accounts
 
 
 @dataclass(frozen=True)
 class OrderInput:
-    """The fields of a Waldur order (and its resource's team) that decide the SLURM change."""
+    """The fields of a Waldur order, its resource and team that decide the SLURM change.
+
+    ``backend_id`` is the RESOURCE's (the SLURM account Waldur knows for it): an order's own
+    backend_id is empty for every order but those an agent set it on.
+    """
 
     order_uuid: str
     type: str
@@ -53,16 +60,32 @@ class OrderInput:
 
 
 @dataclass(frozen=True)
+class AccountRef:
+    """A customer or project account: found by its ownership ``mark`` wherever it is, or created under the
+    first of ``names`` that is free (a name held by anything else is never taken over)."""
+
+    mark: str
+    names: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class AllocationSpec:
     order_uuid: str
     remove: bool
-    customer: str
-    project: str
-    allocation: str  # "" until named (a Create whose name depends on what SLURM already has)
+    customer: AccountRef
+    project: AccountRef
+    allocation: str  # the resource's backend_id; "" when Waldur knows none (a Create, or one never applied)
     allocation_source: str
     resource_uuid: str
     limits: Mapping[str, int]  # TRES -> minutes
     users: Optional[Tuple[str, ...]]  # None: leave users alone
+    kind: str = "Create"
+    skipped_users: Tuple[Tuple[str, str], ...] = ()  # (member, why): left out, the order goes on
+    managed_tres: Tuple[str, ...] = ()  # the TRES the components file manages; () means every TRES
+
+    @property
+    def mark(self) -> str:
+        return ownership_mark("allocation", self.resource_uuid)
 
 
 def ownership_mark(kind: str, uuid: str) -> str:
@@ -93,7 +116,11 @@ def slurm_limits(order_limits: Mapping[str, Any], components: Components, cluste
             raise OrderRejected(f"component {component.type!r} needs the SLURM TRES {component.tres!r}, which this "
                                 f"cluster does not track (sacctmgr show tres lists {', '.join(sorted(cluster_tres))}); "
                                 "add it to AccountingStorageTRES or remove the component from config-components.yaml")
-        result[component.tres] = component.to_slurm_minutes(amount)
+        minutes = component.to_slurm_minutes(amount)
+        if minutes > SLURM_MAX_MINUTES:
+            raise OrderRejected(f"limit for {component.type!r} is {str(raw)[:40]} {component.measured_unit}, "
+                                f"{minutes} TRES-minutes: more than SLURM can hold ({SLURM_MAX_MINUTES})")
+        result[component.tres] = minutes
     return result
 
 
@@ -109,20 +136,31 @@ def _amount(component_type: str, raw: Any) -> Decimal:
     return amount
 
 
-def team_usernames(team: Sequence[Mapping[str, Any]]) -> Tuple[str, ...]:
-    """SLURM logins of the team: members with an offering-user username; a bad one rejects the order."""
-    names = set()
+def team_usernames(team: Sequence[Mapping[str, Any]], min_uid: Optional[int] = None
+                   ) -> Tuple[Tuple[str, ...], Tuple[Tuple[str, str], ...]]:
+    """(SLURM logins of the team, members left out with why). A member without an offering-user
+    username gets no association yet (it gets one when it has one); an invalid or system login
+    is left out for that member alone: it never holds up the rest of the team or the order."""
+    names, skipped = set(), []
     for member in team:
         username = member.get("offering_user_username")
         if not username:
-            continue  # no SLURM login yet: it gets an association when it has one
+            continue
         if member.get("offering_user_state") in DEPARTED_USER_STATES:
             continue
         try:
-            names.add(check_user_name(username))
+            names.add(check_user_name(username, min_uid))
         except NamingError as error:
-            raise OrderRejected(f"team member {member.get('username', '')[:40]!r}: {error}") from None
-    return tuple(sorted(names))
+            skipped.append((str(member.get("username") or "")[:40], str(error)))
+    return tuple(sorted(names)), tuple(skipped)
+
+
+def account_ref(kind: str, prefix: str, source: str, uuid: str, max_len: int) -> AccountRef:
+    """The customer or project account of a Waldur object: its mark, its name, and the name with the
+    stable suffix for when another owner's account already holds the plain one."""
+    plain = account_name(prefix, source, uuid, max_len)
+    suffixed = account_name(prefix, source, uuid, max_len, force_suffix=True)
+    return AccountRef(ownership_mark(kind, uuid), tuple(dict.fromkeys((plain, suffixed))))
 
 
 def allocation_spec(order: OrderInput, policy: NamingPolicy, components: Components,
@@ -130,33 +168,29 @@ def allocation_spec(order: OrderInput, policy: NamingPolicy, components: Compone
     """Validate an order and name its accounts. Raises OrderRejected."""
     if order.type not in ENSURE_TYPES + REMOVE_TYPES:
         raise OrderRejected(f"unsupported order type {str(order.type)[:20]!r}")
+    if not order.resource_uuid:
+        raise OrderRejected("the order names no marketplace resource")
     try:
-        customer = account_name(policy.customer_prefix, order.customer_slug or order.customer_name,
-                                order.customer_uuid, policy.max_len)
-        project = account_name(policy.project_prefix, order.project_slug or order.project_name,
-                               order.project_uuid, policy.max_len)
+        customer = account_ref("customer", policy.customer_prefix, order.customer_slug or order.customer_name,
+                               order.customer_uuid, policy.max_len)
+        project = account_ref("project", policy.project_prefix, order.project_slug or order.project_name,
+                              order.project_uuid, policy.max_len)
         backend_id = check_account_name(order.backend_id) if order.backend_id else ""
     except NamingError as error:
         raise OrderRejected(str(error)) from None
     remove = order.type in REMOVE_TYPES
-    if order.type in ("Update", "Restore", "Terminate") and not backend_id:
-        raise OrderRejected(f"{order.type} order for a resource without a backend_id: no SLURM account is known for it")
     limits = {} if remove else slurm_limits(order.limits, components, cluster_tres)
-    users = None
+    users, skipped = None, ()
     if not remove and order.team is not None:
-        users = team_usernames(order.team)
+        users, skipped = team_usernames(order.team, policy.min_uid)
     return AllocationSpec(order_uuid=order.order_uuid, remove=remove, customer=customer, project=project,
                           allocation=backend_id, allocation_source=order.resource_name or order.resource_uuid,
-                          resource_uuid=order.resource_uuid, limits=limits, users=users)
+                          resource_uuid=order.resource_uuid, limits=limits, users=users, kind=order.type,
+                          skipped_users=skipped, managed_tres=tuple(c.tres for c in components))
 
 
-def name_allocation(spec: AllocationSpec, policy: NamingPolicy, existing: Iterable[str],
-                    owner_of: Mapping[str, str]) -> str:
-    """The allocation account for a Create: the account already marked as this resource's, or a new unique name."""
-    mark = ownership_mark("allocation", spec.resource_uuid)
-    for name, description in owner_of.items():
-        if description == mark:
-            return name
+def name_allocation(spec: AllocationSpec, policy: NamingPolicy, existing: Iterable[str]) -> str:
+    """A new, unique allocation account name for a Create."""
     try:
         return allocation_name(policy.allocation_prefix, spec.allocation_source, spec.resource_uuid,
                                policy.max_len, taken=set(existing))

@@ -62,19 +62,19 @@ def _cmd_health(args: argparse.Namespace) -> int:
 
 
 def _cmd_metrics(args: argparse.Namespace) -> int:
-    """Print a running worker's /metrics (SLURM_SYNC_METRICS_PORT, or --url)."""
-    import os
-    from .observability.metrics import fetch
+    """Print a running worker's /metrics (SLURM_SYNC_METRICS_PORT and _ADDR, or --url)."""
+    from .observability import metrics
+    from .settings import env_setting
     url = args.url
     if not url:
-        port = (os.environ.get("SLURM_SYNC_METRICS_PORT") or "").strip()
-        if not port or port == "0":
+        port = env_setting("SLURM_SYNC_METRICS_PORT")
+        if not port:
             print("slurm-sync metrics: no worker metrics endpoint: set SLURM_SYNC_METRICS_PORT (as the worker has "
                   "it) or give --url http://host:port/metrics", file=sys.stderr)
             return 1
-        url = f"http://127.0.0.1:{port}/metrics"
+        url = metrics.url(env_setting("SLURM_SYNC_METRICS_ADDR"), port)
     try:
-        sys.stdout.write(fetch(url))
+        sys.stdout.write(metrics.fetch(url))
     except OSError as error:
         print(f"slurm-sync metrics: {url}: {error} (is a worker running with SLURM_SYNC_METRICS_PORT?)",
               file=sys.stderr)
@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     health.set_defaults(func=_cmd_health)
     metrics = sub.add_parser("metrics", help="print a running worker's Prometheus metrics")
     metrics.add_argument("--url", help="the worker's /metrics URL "
-                         "(default http://127.0.0.1:$SLURM_SYNC_METRICS_PORT/metrics)")
+                         "(default http://$SLURM_SYNC_METRICS_ADDR:$SLURM_SYNC_METRICS_PORT/metrics)")
     metrics.set_defaults(func=_cmd_metrics)
     return parser
 

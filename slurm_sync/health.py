@@ -89,13 +89,9 @@ def redis_problem(url: str) -> Optional[str]:
 
 
 def safe_url(url: str) -> str:
-    """A broker/Redis URL without its password."""
-    from urllib.parse import urlsplit, urlunsplit
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = f"{parts.username or ''}:****@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+    """A broker/Redis URL without its password (``redis://:****@redis:6379/0``)."""
+    from .observability.redaction import mask_url
+    return mask_url(url)
 
 
 def check(settings: Settings, max_age: Optional[float] = None, cycles: bool = True,

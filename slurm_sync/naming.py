@@ -8,13 +8,16 @@ they are validated and refused when unsafe.
 from __future__ import annotations
 
 import hashlib
+import pwd
 import re
 import unicodedata
 from typing import Collection, Optional
 
-ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+from .slurm import safety
+
+ACCOUNT_NAME = safety.NAME
 RESERVED_USERS = frozenset({"root", "slurm", "daemon", "bin", "sys", "nobody", "munge", "mysql"})
+DEFAULT_MIN_UID = 1000  # Debian's FIRST_UID: logins below it are system accounts
 SUFFIX_LEN = 6
 MAX_SOURCE_CHARS = 256  # longer input is cut before any work: 10 kB slugs exist in the wild
 
@@ -57,7 +60,7 @@ def account_name(prefix: str, source: str, uuid: str, max_len: int, *, force_suf
 
 def _leading_alnum(name: str) -> str:
     """sacctmgr names start with a letter or digit; a prefix may start with '_' or '-'."""
-    return name if ACCOUNT_NAME.match(name) else "a" + name[1:]
+    return name if ACCOUNT_NAME.fullmatch(name) else "a" + name[1:]
 
 
 def allocation_name(prefix: str, source: str, uuid: str, max_len: int, taken: Collection[str] = ()) -> str:
@@ -70,20 +73,34 @@ def allocation_name(prefix: str, source: str, uuid: str, max_len: int, taken: Co
 
 def check_account_name(name: Optional[str]) -> str:
     """Validate a name read back from Waldur (a backend_id) before it is trusted."""
-    if not isinstance(name, str) or not ACCOUNT_NAME.match(name):
+    if not isinstance(name, str) or not ACCOUNT_NAME.fullmatch(name):
         raise NamingError(f"backend_id {_quoted(name)} is not a safe SLURM account name ([a-z0-9_-], at most 64)")
     return name
 
 
-def check_user_name(name: Optional[str]) -> str:
-    """A team member's login must already be safe: it names a real user, so it is never rewritten."""
-    if not isinstance(name, str) or not USER_NAME.match(name):
+def check_user_name(name: Optional[str], min_uid: Optional[int] = None) -> str:
+    """A team member's login must already be safe: it names a real user, so it is never rewritten.
+
+    ``min_uid``: a login that exists on this host with a uid below it is a system account
+    (``_apt``, ``www-data``) and is refused; None skips the look-up (the worker's user database
+    is not the cluster's, as in docker mode). Unknown logins pass: they may come from LDAP later.
+    """
+    try:
+        safety.user(name)
+    except ValueError:
         raise NamingError(
-            f"offering user name {_quoted(name)} is not a valid SLURM user name "
-            "(lower-case letters, digits, _ and -, starting with a letter or _, at most 32)")
+            f"offering user name {_quoted(name)} is not a valid SLURM user name (lower-case letters, digits, "
+            "'.', '_' and '-', starting with a letter or '_', not ending in '.' or '-', at most 32)") from None
     if name in RESERVED_USERS:
         raise NamingError(f"offering user name {name!r} is a reserved system account")
-    return name
+    if min_uid is not None:
+        try:
+            uid = pwd.getpwnam(name).pw_uid  # type: ignore[arg-type]
+        except KeyError:
+            uid = None
+        if uid is not None and uid < min_uid:
+            raise NamingError(f"offering user name {name!r} is a system account on this host (uid {uid} < {min_uid})")
+    return name  # type: ignore[return-value]
 
 
 def _quoted(value: object) -> str:

@@ -14,6 +14,17 @@ from .slurm.executor import CommandResult, NativeExecutor
 READ_WORDS = {"show", "list"}
 
 
+def is_read(argv: Sequence[str]) -> bool:
+    """sacct and squeue only read; a sacctmgr command reads when it is not ``-i`` and its verb (the first word,
+    not any word: a user may be called ``list``) is show or list."""
+    if not argv:
+        return False
+    if argv[0] in ("sacct", "squeue"):
+        return True
+    words = [arg for arg in argv[1:] if not arg.startswith("-")]
+    return argv[0] == "sacctmgr" and "-i" not in argv and bool(words) and words[0] in READ_WORDS
+
+
 class RecordingExecutor(NativeExecutor):
     """Runs reads through ``inner``; records every other command (and its stdin) without running it."""
 
@@ -27,7 +38,7 @@ class RecordingExecutor(NativeExecutor):
 
     def run(self, argv: Sequence[str], *, timeout: Optional[float] = None, input: Optional[str] = None,
             check: bool = True) -> CommandResult:
-        if argv and argv[0] in ("sacctmgr", "sacct") and READ_WORDS & set(argv):
+        if is_read(argv):
             return self.inner.run(argv, timeout=timeout, input=input, check=check)
         self.recorded.append((self.wrap(argv), input))
         return CommandResult(0, "", "")

@@ -1,7 +1,11 @@
 """Pull: a batch of Waldur orders becomes one SLURM plan, applied in a few commits, then reported.
 
-The flow for a batch: approve what is pending; validate each order (a bad one is erred alone);
-read SLURM once; plan the whole batch; apply it; report each order done. If the batch's apply
+The flow for a batch: read the orders from Waldur (a queued message only names them); approve
+what is pending and re-read what Waldur made of it; read the orders' resources (the SLURM
+account of an existing resource is the RESOURCE's backend_id, cross-checked with the account's
+ownership mark); validate each order (a bad one is erred alone); read SLURM once; plan the
+whole batch; post the final usage of allocations about to be removed; apply it; report each
+order done. If the batch's apply
 fails, each order is retried alone against a fresh read so the failure lands on the order that
 caused it, and a Create that still fails is rolled back (its accounts removed) before it is
 erred: no half tree is left without a record. Correctness never depends on Redis: every step
@@ -17,15 +21,17 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 from .actual import ActualState
 from .allocation_report import report_allocation
-from .allocations import (ENSURE_TYPES, AllocationSpec, NamingPolicy, OrderInput, OrderRejected, allocation_spec)
+from .allocations import ENSURE_TYPES, AllocationSpec, NamingPolicy, OrderInput, OrderRejected, allocation_spec
 from .components import Components
 from .plan import BatchPlan, plan_batch
 from .slurm.executor import SlurmCommandError
 from .slurm.model import AddAccounts, AddUsers, Operation
+from .observability import metrics
 from .waldur_api import WaldurAPI, WaldurHTTPError
 
 log = logging.getLogger(__name__)
-FINAL_ORDER_STATES = {"done", "erred", "canceled", "rejected"}
+# the states an order's resource can be in while the order is active (a Restore's is Terminated)
+LIVE_RESOURCE_STATES = ("Creating", "OK", "Erred", "Updating", "Terminating")
 
 
 @dataclass
@@ -46,13 +52,15 @@ class BatchResult:
         return [o.order_uuid for o in self.outcomes if o.result == result]
 
 
-def order_input(order: Mapping[str, Any], team: Optional[Sequence[Mapping[str, Any]]]) -> OrderInput:
+def order_input(order: Mapping[str, Any], resource: Optional[Mapping[str, Any]],
+                team: Optional[Sequence[Mapping[str, Any]]]) -> OrderInput:
+    """The domain's view of an order; ``resource`` is its marketplace resource as the provider reads it."""
     attributes = order.get("attributes") or {}
     return OrderInput(
         order_uuid=order["uuid"], type=order.get("type", ""),
         resource_uuid=order.get("marketplace_resource_uuid") or "",
         resource_name=str(order.get("resource_name") or attributes.get("name") or ""),
-        backend_id=order.get("backend_id") or "",
+        backend_id=str((resource or {}).get("backend_id") or ""),
         customer_uuid=order.get("customer_uuid") or "", customer_slug=order.get("customer_slug") or "",
         customer_name=order.get("customer_name") or "",
         project_uuid=order.get("project_uuid") or "", project_slug=order.get("project_slug") or "",
@@ -61,15 +69,21 @@ def order_input(order: Mapping[str, Any], team: Optional[Sequence[Mapping[str, A
 
 
 class OrderProcessor:
-    """Waldur <-> domain <-> SLURM for batches of orders. ``slurm`` is a SacctmgrClient."""
+    """Waldur <-> domain <-> SLURM for batches of orders. ``slurm`` is a SacctmgrClient.
+
+    ``before_remove`` gets {account: resource} of the allocations a batch is about to remove,
+    so their usage up to now is billed before the account goes.
+    """
 
     def __init__(self, waldur: WaldurAPI, slurm: Any, components: Components, policy: NamingPolicy,
-                 on_new_users: Optional[Callable[[Iterable[str]], None]] = None):
+                 on_new_users: Optional[Callable[[Iterable[str]], None]] = None,
+                 before_remove: Optional[Callable[[Dict[str, Mapping[str, Any]]], None]] = None):
         self.waldur = waldur
         self.slurm = slurm
         self.components = components
         self.policy = policy
         self.on_new_users = on_new_users
+        self.before_remove = before_remove
         self._tres: Optional[set] = None
 
     def cluster_tres(self) -> set:
@@ -77,17 +91,58 @@ class OrderProcessor:
             self._tres = set(self.slurm.read_tres())
         return self._tres
 
+    # -- what a queued message names, as Waldur has it --
+
+    def load(self, order_uuids: Sequence[str]) -> List[Dict[str, Any]]:
+        """The named orders, read from Waldur (one listing of this offering's active orders): a uuid that is
+        not an active order of this offering (forged, stale, already final) yields nothing, with a warning."""
+        wanted = list(dict.fromkeys(str(u) for u in order_uuids))
+        active = {o["uuid"]: o for o in self.waldur.active_orders()}
+        found = [active[u] for u in wanted if u in active]
+        missing = [u for u in wanted if u not in active]
+        if missing:
+            log.warning("%d queued order(s) are not active orders of offering %s in Waldur; nothing is done for "
+                        "them: %s", len(missing), self.waldur.offering_uuid, ", ".join(m[:40] for m in missing[:20]))
+        return found
+
     # -- the read-only half, shared by `slurm-sync plan` --
 
-    def specs(self, orders: Sequence[Mapping[str, Any]], result: BatchResult, dry_run: bool = False) -> Dict[str, AllocationSpec]:
+    def resources_of(self, orders: Sequence[Mapping[str, Any]]) -> Dict[str, Dict[str, Any]]:
+        """{resource uuid: resource} for the orders, read by listing where that is fewer requests."""
+        wanted = {o.get("marketplace_resource_uuid") for o in orders} - {None, ""}
+        if not wanted:
+            return {}
+        found: Dict[str, Dict[str, Any]] = {}
+        if len(wanted) > 2:  # one listing of the offering's live resources serves a batch
+            found = {r["uuid"]: r for r in self.waldur.resources(LIVE_RESOURCE_STATES) if r["uuid"] in wanted}
+        for uuid in sorted(wanted - set(found)):  # a Restore's resource is Terminated, so not listed
+            try:
+                found[uuid] = self.waldur.resource(uuid)
+            except WaldurHTTPError as error:
+                if error.transient:
+                    raise
+                log.warning("resource %s of an order could not be read: %s", uuid, error)
+        return found
+
+    def specs(self, orders: Sequence[Mapping[str, Any]], result: BatchResult, dry_run: bool = False,
+              resources: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Dict[str, AllocationSpec]:
+        if resources is None:
+            resources = self.resources_of(orders)
         specs: Dict[str, AllocationSpec] = {}
         for order in orders:
+            resource_uuid = order.get("marketplace_resource_uuid") or ""
             try:
+                if resource_uuid not in resources and order.get("type") != "Create":
+                    raise OrderRejected(f"the order's resource {resource_uuid[:40]!r} could not be read from Waldur")
                 team = None
-                if order.get("type") in ENSURE_TYPES and order.get("marketplace_resource_uuid"):
-                    team = self.waldur.resource_team(order["marketplace_resource_uuid"])
-                specs[order["uuid"]] = allocation_spec(order_input(order, team), self.policy, self.components,
-                                                       self.cluster_tres())
+                if order.get("type") in ENSURE_TYPES and resource_uuid:
+                    team = self.waldur.resource_team(resource_uuid)
+                spec = allocation_spec(order_input(order, resources.get(resource_uuid), team), self.policy,
+                                       self.components, self.cluster_tres())
+                for member, why in spec.skipped_users:
+                    log.warning("order %s: team member %r gets no SLURM association: %s", order["uuid"], member, why)
+                    metrics.observe_skipped_user()
+                specs[order["uuid"]] = spec
             except OrderRejected as error:
                 self._fail(order, str(error), result, dry_run)
         return specs
@@ -105,23 +160,39 @@ class OrderProcessor:
     def process(self, orders: Sequence[Mapping[str, Any]]) -> BatchResult:
         started = time.monotonic()
         result = BatchResult()
-        live = [o for o in (self._approved(order, result) for order in _one_per_resource(orders)) if o]
-        specs = self.specs(live, result)
+        picked = _one_per_resource(orders)
+        live = [o for o in (self._approved(order, result) for order in picked) if o]
+        if any(o.get("state") == "pending-provider" for o in picked):
+            live = self._still_executing(live, result)
+        resources = self.resources_of(live)
+        specs = self.specs(live, result, resources=resources)
         by_uuid = {o["uuid"]: o for o in live}
         before = ActualState(self.slurm.read_associations())
         plan = plan_batch(list(specs.values()), before, self.policy)
         for uuid, message in plan.errors.items():
             self._fail(by_uuid[uuid], message, result)
         applied = {uuid: account for uuid, account in plan.accounts.items()}
+        self._bill_before_removal(applied, specs, resources, before)
         try:
             result.commits += self._apply(plan.operations)
         except SlurmCommandError as error:
             log.warning("batch of %d orders failed in SLURM (%s); retrying one order at a time", len(applied), error)
             applied = self._apply_one_by_one({u: specs[u] for u in applied}, by_uuid, result)
         for uuid, account in applied.items():
-            self._finish(by_uuid[uuid], account, result, specs[uuid], frozenset(before.users.get(account, ())))
+            self._finish(by_uuid[uuid], account, result, specs[uuid], frozenset(before.users.get(account, ())),
+                         resources.get(specs[uuid].resource_uuid) or {})
         result.seconds = time.monotonic() - started
         return result
+
+    def _bill_before_removal(self, accounts: Mapping[str, str], specs: Mapping[str, AllocationSpec],
+                             resources: Mapping[str, Mapping[str, Any]], before: ActualState) -> None:
+        if not self.before_remove:
+            return
+        leaving = {account: {**resources[specs[uuid].resource_uuid], "backend_id": account}
+                   for uuid, account in accounts.items()
+                   if specs[uuid].remove and account and before.has(account) and specs[uuid].resource_uuid in resources}
+        if leaving:
+            self.before_remove(leaving)
 
     def _apply(self, operations: Sequence[Operation]) -> int:
         if not operations:
@@ -153,7 +224,7 @@ class OrderProcessor:
         """Remove what a failed Create made, so no half tree is left without a record."""
         undo = AllocationSpec(order_uuid=spec.order_uuid, remove=True, customer=spec.customer, project=spec.project,
                               allocation=account, allocation_source="", resource_uuid=spec.resource_uuid,
-                              limits={}, users=None)
+                              limits={}, users=None, kind="Terminate")
         try:
             plan = plan_batch([undo], ActualState(self.slurm.read_associations()), self.policy)
             self._apply(plan.operations)
@@ -161,6 +232,22 @@ class OrderProcessor:
             log.error("roll-back of %s for order %s failed: %s", account, spec.order_uuid, error)
 
     # -- Waldur side --
+
+    def _still_executing(self, orders: Sequence[Mapping[str, Any]], result: BatchResult) -> List[Mapping[str, Any]]:
+        """After approvals, what Waldur made of them (one listing): a server may err an order inside the
+        approve call that answered 200 (a 7.0 Update whose allocation is not OK); nothing is written for it."""
+        active = {o["uuid"]: o for o in self.waldur.active_orders()}
+        kept = []
+        for order in orders:
+            now = active.get(order["uuid"])
+            if now is not None and now.get("state") == "executing":
+                kept.append(now)
+                continue
+            state = now.get("state") if now else self.waldur.get_order(order["uuid"]).get("state")
+            log.warning("order %s (%s) is %s after its approval; nothing is written for it", order["uuid"],
+                        order.get("type"), state)
+            result.outcomes.append(OrderOutcome(order["uuid"], "skipped", message=f"order is {state}"))
+        return kept
 
     def _approved(self, order: Mapping[str, Any], result: BatchResult) -> Optional[Mapping[str, Any]]:
         """The order once executing (approving it when pending), or None when it is not ours to do."""
@@ -178,22 +265,24 @@ class OrderProcessor:
         return None
 
     def _finish(self, order: Mapping[str, Any], account: str, result: BatchResult, spec: AllocationSpec,
-                users_before: frozenset) -> None:
+                users_before: frozenset, resource_record: Mapping[str, Any]) -> None:
         resource = order.get("marketplace_resource_uuid")
-        if order.get("type") in ("Create", "Restore") and resource and order.get("backend_id") != account:
+        if not spec.remove and resource and account and resource_record.get("backend_id") != account:
             self.waldur.set_backend_id(resource, account)
+        completed = False
         if resource:
-            report_allocation(self.waldur, self.components, order, spec.limits, users_before,
-                              () if spec.remove else spec.users)
-        try:
-            self.waldur.set_order_done(order["uuid"])
-        except WaldurHTTPError as error:
-            if not error.wrong_state:
-                raise
-            state = self.waldur.get_order(order["uuid"]).get("state")
-            if state != "done":
-                result.outcomes.append(OrderOutcome(order["uuid"], "skipped", account, f"order is {state}"))
-                return
+            completed = report_allocation(self.waldur, self.components, order, spec.limits, users_before,
+                                          () if spec.remove else spec.users)
+        if not completed:
+            try:
+                self.waldur.set_order_done(order["uuid"])
+            except WaldurHTTPError as error:
+                if not error.wrong_state:
+                    raise
+                state = self.waldur.get_order(order["uuid"]).get("state")
+                if state != "done":
+                    result.outcomes.append(OrderOutcome(order["uuid"], "skipped", account, f"order is {state}"))
+                    return
         log.info("order %s (%s) done: account %s", order["uuid"], order.get("type"), account)
         result.outcomes.append(OrderOutcome(order["uuid"], "done", account))
 

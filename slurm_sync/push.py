@@ -9,8 +9,10 @@ per user, and post only the amounts that differ from the last ones reported (kep
 
 On a 7.0-line server ``set_usage`` files every post under the server's current month, so a
 closed month's totals are never sent there (they would overwrite this month's): late usage
-for a closed month is logged as unreportable, with its amount. Per-user usage goes through
-SLURM-remote ``set_usage``, which takes an explicit month, on that line.
+for a closed month is logged as unreportable, with its amount. Per-user usage hangs on the
+month's component usage (``set_user_usages``, one user per call on 7.0), which names its
+month, on both lines. A resource Waldur will not take a report for (refused, or a server
+error) is logged and tried again next cycle; the others are reported all the same.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from .naming import NamingError, check_account_name
 from .reconcile import differences
 from .slurm.sacct import ParseStats, read_jobs
 from .usage import compute_usage, to_wire
-from .waldur_api import REMOTE_USAGE_FIELDS, WaldurAPI, WaldurHTTPError
+from .waldur_api import WaldurAPI, WaldurHTTPError
 
 log = logging.getLogger(__name__)
 Month = Tuple[int, int]
@@ -108,9 +110,6 @@ class UsageReporter:
         self.tres_source = tres_source
         self.lines = lines
         self.usage_types = [c.type for c in components if c.accounting_type == "usage"]
-        # 7.0 line: the usage components SLURM-remote set_usage carries per user, and its field for each
-        self.remote_fields = {c.type: REMOTE_USAGE_FIELDS[c.tres] for c in components
-                              if c.tres in REMOTE_USAGE_FIELDS and c.type in self.usage_types}
 
     def run(self, now: Optional[datetime] = None, resource_uuids: Optional[Sequence[str]] = None,
             months: Optional[Sequence[Month]] = None) -> PushResult:
@@ -123,6 +122,20 @@ class UsageReporter:
         self._reconcile(present, actual, result)
         current = months_to_report(now, 0, self.tz)[-1]
         result.months = list(months or months_to_report(now, self.closing_day, self.tz))
+        for month in result.months:
+            self._report_month(month, month != current, present, now, result)
+        result.waldur_requests = self.waldur.request_count - requests_before
+        return result
+
+    def report_final(self, leaving: Mapping[str, Mapping[str, Any]], now: Optional[datetime] = None) -> PushResult:
+        """Usage up to ``now`` of allocations about to be removed ({account: resource}), for every month still
+        reported; the last hours of a terminated allocation are billed before its account goes."""
+        now = now or datetime.now(timezone.utc)
+        requests_before = self.waldur.request_count
+        result = PushResult()
+        present = {check_account_name(account): dict(resource) for account, resource in leaving.items()}
+        current = months_to_report(now, 0, self.tz)[-1]
+        result.months = list(months_to_report(now, self.closing_day, self.tz))
         for month in result.months:
             self._report_month(month, month != current, present, now, result)
         result.waldur_requests = self.waldur.request_count - requests_before
@@ -150,14 +163,11 @@ class UsageReporter:
         # a 7.0-line server keeps the allocation's state where the provider cannot read it: go by what we reported
         reported = self.store.state if self.waldur.generation.is_7_0 else (lambda uuid: None)
         for account, resource in resources.items():
-            shown = reported(resource["uuid"]) or resource.get("state")
+            shown = "Erred" if resource.get("state") == "Erred" else reported(resource["uuid"]) or resource.get("state")
             if actual.has(account):
                 present[account] = resource
                 if shown == "Erred":
-                    if self._call(self.waldur.set_resource_ok, resource["uuid"]):
-                        self.store.put_state(resource["uuid"], "OK")
-                    result.recovered.append(resource["uuid"])
-                    resource["state"] = "OK"
+                    self._recover(resource, account, result)
             elif shown != "Erred":
                 message = f"SLURM account {account!r} of this resource does not exist in the cluster"
                 log.warning("resource %s: %s", resource["uuid"], message)
@@ -165,6 +175,30 @@ class UsageReporter:
                     self.store.put_state(resource["uuid"], "Erred")
                 result.erred.append(resource["uuid"])
         return present
+
+    def _recover(self, resource: Dict[str, Any], account: str, result: PushResult) -> None:
+        """The account is back (or was never gone): bring the resource back to OK where the server lets the
+        provider; where it does not, say so once (its usage cannot be reported while it is Erred)."""
+        uuid = resource["uuid"]
+        try:
+            recovered = self.waldur.set_resource_ok(uuid)
+        except WaldurHTTPError as error:
+            if error.transient:
+                raise
+            log.warning("set_resource_ok refused: %s", error)
+            return
+        if recovered or resource.get("state") != "Erred":  # where only the allocation was set erred, it is back
+            self.store.put_state(uuid, "OK")
+            result.recovered.append(uuid)
+            resource["state"] = "OK"
+            return
+        if self.store.state(uuid) != "Erred-stuck":
+            note = (f"resource {uuid} (account {account}) is Erred in Waldur while its SLURM account exists; this "
+                    "Waldur (7.0 line) has no provider call to bring it back to OK and takes no usage for it: a "
+                    "Waldur staff user must set the resource OK (see README, Erred resources)")
+            log.error(note)
+            result.unreportable.append(note)
+            self.store.put_state(uuid, "Erred-stuck")
 
     # -- limits and associations --
 
@@ -204,13 +238,11 @@ class UsageReporter:
             try:
                 self._send(resource["uuid"], month, closed, totals, users, result)
             except WaldurHTTPError as error:
-                if error.transient:
-                    raise  # the task retries the cycle
                 # One resource Waldur will not take (usage over a component's limit_amount, a state that
-                # takes no usage, a component it does not know) must not stop the others' billing.
-                # Nothing is recorded as sent, so the next cycle tries again.
+                # takes no usage, a component it does not know, a server error on it) must not stop the
+                # others' billing. What was not sent is not recorded as sent: the next cycle tries again.
                 note = (f"usage of resource {resource['uuid']} (account {account}) for {month[0]}-{month[1]:02d} "
-                        f"refused by Waldur: {error}; amounts {totals}")
+                        f"{'failed' if error.transient else 'refused'} in Waldur: {error}; amounts {totals}")
                 log.error(note)
                 result.refused.append(note)
 
@@ -241,38 +273,26 @@ class UsageReporter:
                 self.waldur.set_usage(resource, billing_date(month), changed)
                 result.usage_posts += 1
             sent_totals.update(changed)
-        if changed_users and not month_true:
-            carried = self._send_remote_user_usage(resource, month, users, changed_users, result)
-            if closed:  # what SLURM-remote cannot carry has no month-true call on this line
-                self._unreportable(resource, month, {f"{t} of {u}": a for t, v in changed_users.items()
-                                                     if t not in carried for u, a in v.items()}, {}, result)
-                carried = set(changed_users)
-            for t in carried:
-                for user, amount in changed_users.pop(t).items():
-                    sent_users.setdefault(user, {})[t] = amount
+            # recorded at once: a per-user post refused below must not make these totals look unsent
+            self.store.put(resource, month, sent_totals, sent_users)
         if changed_users:
             period = f"{month[0]}-{month[1]:02d}-01"
             by_type = {u["type"]: u["uuid"] for u in self.waldur.component_usages(resource, period)}
             for t, per_user in sorted(changed_users.items()):
                 if t not in by_type:
+                    if closed:  # the month's total never reached Waldur (7.0): nothing to hang these on, ever
+                        self._unreportable(resource, month, {f"{t} of {u}": a for u, a in per_user.items()}, {},
+                                           result)
+                        for user in per_user:
+                            sent_users.setdefault(user, {})[t] = per_user[user]
+                        self.store.put(resource, month, sent_totals, sent_users)
                     continue  # no component usage to hang user usage on yet (total never posted)
                 # the current line replaces the whole list; 7.0 takes one user per call: only the changed ones
                 send = {u: v[t] for u, v in users.items()} if month_true else per_user
                 result.user_usage_posts += self.waldur.set_user_usages(by_type[t], send)
                 for user in per_user:
                     sent_users.setdefault(user, {})[t] = per_user[user]
-        self.store.put(resource, month, sent_totals, sent_users)
-
-    def _send_remote_user_usage(self, resource: str, month: Month, users: Dict[str, Dict[str, str]],
-                                changed: Dict[str, Dict[str, str]], result: PushResult) -> set:
-        """7.0 line: per-user usage of cpu, mem and gres/gpu through SLURM-remote set_usage, which takes the
-        month explicitly (one call per user carries all three). Returns the component types it carried."""
-        fields = self.remote_fields
-        for user in sorted({u for t, per_user in changed.items() if t in fields for u in per_user}):
-            amounts = {name: users[user].get(t, "0.00") for t, name in fields.items()}
-            self.waldur.set_allocation_user_usage(resource, user, month, amounts)
-            result.user_usage_posts += 1
-        return set(fields) & set(changed)
+                self.store.put(resource, month, sent_totals, sent_users)
 
     @staticmethod
     def _unreportable(resource: str, month: Month, amounts: Mapping[str, str], before: Mapping[str, str],

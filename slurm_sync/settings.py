@@ -5,6 +5,7 @@ and what is expected, so an operator fixes them all in one go.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -12,6 +13,9 @@ from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .observability.redaction import mask_url
+from .redis_tls import url_problem
 
 TRUE_WORDS = {"1", "true", "yes", "on", "y", "t"}
 FALSE_WORDS = {"0", "false", "no", "off", "n", "f", ""}
@@ -53,19 +57,21 @@ class Settings:
     slurm_usage_tres: str = "alloc"
     sentry_dsn: str = field(default="", repr=False)
     enable_user_homedir_account_creation: bool = False
-    celery_broker_url: str = "redis://127.0.0.1:6379/0"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    celery_broker_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may carry a password
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
     poll_interval: float = 60.0
     usage_interval: float = 900.0
     usage_timezone: str = "UTC"
     usage_closing_day: int = 3
     metrics_port: int = 0  # 0: no /metrics endpoint
+    metrics_addr: str = "127.0.0.1"  # the address /metrics binds to
     log_format: str = "text"
     batch_size: int = 100
     order_lock_ttl: int = 300
     visibility_timeout: int = 3600
     restore_interval: int = 10
     restore_throttle: int = 10
+    min_uid: int = 1000  # logins below this uid on the head node are system accounts; 0: no check
 
     @property
     def pulls(self) -> bool:
@@ -76,12 +82,14 @@ class Settings:
         return self.waldur_sync_direction in ("push", "both")
 
     def masked(self) -> Dict[str, str]:
-        """Settings for display: secrets shown only by their last 4 characters."""
+        """Settings for display: secrets shown only by their last 4 characters, URL passwords as ****."""
         shown = {}
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
             if name in ("waldur_api_token", "sentry_dsn") and value:
                 value = "****" + str(value)[-4:]
+            elif name in ("celery_broker_url", "redis_url"):
+                value = mask_url(value)
             shown[name.upper()] = str(value)
         return shown
 
@@ -143,8 +151,20 @@ def _http_url(value: str) -> str:
 def _redis_url(value: str) -> str:
     url = value.strip()
     if urlparse(url).scheme not in ("redis", "rediss", "unix", "amqp", "amqps", "pyamqp", "memory"):
-        raise ValueError("expected a broker URL such as redis://127.0.0.1:6379/0")
+        raise ValueError("expected a broker URL such as redis://127.0.0.1:6379/0, redis://:PASSWORD@host:6379/0 "
+                         "or rediss://:PASSWORD@host:6380/0 (TLS)")
+    problem = url_problem(url)
+    if problem:
+        raise ValueError(problem)
     return url
+
+
+def _ip_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise ValueError("expected an IP address, such as 127.0.0.1 (this host only) or 0.0.0.0 (every "
+                         "interface)") from None
 
 
 def _uuid(value: str) -> str:
@@ -198,12 +218,14 @@ VARIABLES: Dict[str, Tuple[str, Callable[[str], object]]] = {
     "SLURM_SYNC_USAGE_TIMEZONE": ("usage_timezone", _timezone),
     "SLURM_SYNC_USAGE_CLOSING_DAY": ("usage_closing_day", _int_between(1, 28)),
     "SLURM_SYNC_METRICS_PORT": ("metrics_port", _int_between(0, 65535)),
+    "SLURM_SYNC_METRICS_ADDR": ("metrics_addr", _ip_address),
     "SLURM_SYNC_LOG_FORMAT": ("log_format", _choice("text", "json")),
     "SLURM_SYNC_BATCH_SIZE": ("batch_size", _int_between(1, 10000)),
     "SLURM_SYNC_ORDER_LOCK_TTL": ("order_lock_ttl", _int_between(1, 86400)),
     "SLURM_SYNC_VISIBILITY_TIMEOUT": ("visibility_timeout", _int_between(1, 7 * 86400)),
     "SLURM_SYNC_RESTORE_INTERVAL": ("restore_interval", _int_between(1, 3600)),
     "SLURM_SYNC_RESTORE_THROTTLE": ("restore_throttle", _int_between(1, 3600)),
+    "SLURM_SYNC_MIN_UID": ("min_uid", _int_between(0, 2**31 - 1)),
 }
 
 
@@ -211,6 +233,11 @@ def env_int(name: str, env: Optional[Mapping[str, str]] = None) -> int:
     """One integer setting read at import time (celeryconfig, task modules), before the start-up check:
     empty or unset is the default, a bad value the default too — the start-up check then stops the
     process with the variable, its value and what is expected."""
+    return env_setting(name, env)
+
+
+def env_setting(name: str, env: Optional[Mapping[str, str]] = None):
+    """One setting of any type, read as :func:`env_int` reads one."""
     attribute, parse = VARIABLES[name]
     raw = (os.environ if env is None else env).get(name, "")
     try:
@@ -247,6 +274,9 @@ def load_settings(env: Optional[Mapping[str, str]] = None, *, require_waldur: bo
 def _shown(variable: str, raw: str) -> str:
     if variable in ("WALDUR_API_TOKEN", "SENTRY_DSN"):
         return "****"
+    if variable in ("CELERY_BROKER_URL", "REDIS_URL"):
+        masked = mask_url(raw)
+        raw = masked if masked != raw or "@" not in raw else "****@" + raw.rsplit("@", 1)[1]  # an unparsable one
     text = raw if len(raw) <= 80 else raw[:77] + "..."
     return repr(text)
 

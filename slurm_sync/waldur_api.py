@@ -16,6 +16,7 @@ import requests
 import waldur_client
 from waldur_client import WaldurClient, WaldurClientException
 
+from .allocations import DEPARTED_USER_STATES
 from .observability import metrics
 from .waldur_generation import CURRENT, V7_0, Generation, GenerationCache, GenerationTracker
 
@@ -78,7 +79,15 @@ class _SessionClient(WaldurClient):
         return response.json() if response.text else ""
 
     def _get_all(self, url, **kwargs):
-        """Follow the Link header's rel="next" by name (the stock client reads it by position)."""
+        """Follow the Link header's rel="next" by name (the stock client reads it by position), only on the
+        API's own scheme and host: the session sends the token with every request."""
+        from urllib.parse import urljoin, urlsplit
+
+        def origin(address: str) -> tuple:  # scheme, host, port: what decides where the token goes
+            parts = urlsplit(address)
+            scheme = parts.scheme.lower()
+            return scheme, parts.hostname, parts.port or {"http": 80, "https": 443}.get(scheme)
+
         params = kwargs.get("params")
         result: List[Any] = []
         while url:
@@ -95,12 +104,16 @@ class _SessionClient(WaldurClient):
                 return page
             result.extend(page)
             url = response.links.get("next", {}).get("url")
+            if url:
+                url = urljoin(response.url, url)  # a relative link is on the page's own host
+                if origin(url) != origin(self.api_url):
+                    raise WaldurClientException(
+                        "Waldur's Link header points the next page of {} to {}://{}:{}, not to WALDUR_API_URL's "
+                        "{}://{}:{}: not followed, the token goes to WALDUR_API_URL only (check the host and scheme "
+                        "the server or its proxy puts in links)".format(
+                            response.url.split("?")[0], *origin(url), *origin(self.api_url)))
             params = None  # the next link carries the query
         return result
-
-
-# SLURM-remote per-user monthly usage fields (7.0 line), by SLURM TRES
-REMOTE_USAGE_FIELDS = {"cpu": "cpu_usage", "mem": "ram_usage", "gres/gpu": "gpu_usage"}
 
 
 class WaldurAPI:
@@ -118,6 +131,7 @@ class WaldurAPI:
         self.offering_uuid = offering_uuid
         self.tracker = GenerationTracker(api_url, compat, generation_cache)
         self.associations_supported = True
+        self._provider_uuid: Optional[str] = None
 
     # -- the server's generation --
 
@@ -191,6 +205,51 @@ class WaldurAPI:
         return self.client._query_resource_list(waldur_client.Endpoints.MarketplaceProviderResources, {
             "offering_uuid": self.offering_uuid, "state": list(states), "page_size": 300})
 
+    def resource(self, resource_uuid: str) -> Dict[str, Any]:
+        url = self.client._build_resource_url(waldur_client.Endpoints.MarketplaceProviderResources, resource_uuid)
+        return self.client._get(url, valid_states=[200])
+
+    # -- who may use an allocation: project members and their offering-user logins --
+
+    def offering_logins(self) -> Dict[str, str]:
+        """{user uuid: SLURM login} of this offering's users with a username (one paged listing).
+        Offering users being deleted (a state only the current line shows) have none."""
+        rows = self.client._get_all(self.client._build_url("marketplace-offering-users/"), params={
+            "offering_uuid": self.offering_uuid, "page_size": 300, "field": ["user_uuid", "username", "state"]})
+        return {row["user_uuid"]: row["username"] for row in rows
+                if row.get("username") and row.get("user_uuid") and row.get("state") not in DEPARTED_USER_STATES}
+
+    def project_members(self) -> Optional[Dict[str, set]]:
+        """{project uuid: user uuids} of every project holding this provider's resources, from one paged
+        listing (the service provider's project permissions). None when this token may not read it
+        (it is for the provider's owners): the caller then reads each resource's team."""
+        provider = self._service_provider_uuid()
+        if not provider:
+            return None
+        url = self.client._build_url(f"marketplace-service-providers/{provider}/project_permissions/")
+        try:
+            rows = self.client._get_all(url, params={"page_size": 300})
+        except WaldurHTTPError as error:
+            if error.status not in (403, 404):
+                raise
+            log.warning("%s answered %d: teams are read per resource instead", url, error.status)
+            self._provider_uuid = ""
+            return None
+        members: Dict[str, set] = {}
+        for row in rows:
+            if row.get("project_uuid") and row.get("user_uuid"):
+                members.setdefault(row["project_uuid"], set()).add(row["user_uuid"])
+        return members
+
+    def _service_provider_uuid(self) -> str:
+        """The offering owner's service-provider record (two reads, once per process)."""
+        if self._provider_uuid is None:
+            customer = self.offering().get("customer_uuid") or ""
+            url = self.client._build_url("marketplace-service-providers/")
+            rows = self.client._get_all(url, params={"customer_uuid": customer, "field": ["uuid"]}) if customer else []
+            self._provider_uuid = rows[0]["uuid"] if rows else ""
+        return self._provider_uuid
+
     def set_resource_erred(self, resource_uuid: str, message: str) -> None:
         """7.0: set_as_erred is staff-only (403) there, so the allocation is set erred through SLURM-remote."""
         if self.generation.is_7_0:
@@ -199,9 +258,18 @@ class WaldurAPI:
         self.client.marketplace_provider_resource_set_as_erred(
             resource_uuid, {"error_message": message[:1000], "error_traceback": message})
 
-    def set_resource_ok(self, resource_uuid: str) -> None:
-        self._on_current("set_as_ok", lambda: self.client.marketplace_provider_resource_set_as_ok(resource_uuid),
-                         lambda: self.set_allocation_state(resource_uuid, "ok"))
+    def set_resource_ok(self, resource_uuid: str) -> bool:
+        """Bring an Erred resource back to OK; returns whether the resource is OK now. A 7.0-line server has
+        no provider call for it (set_as_ok is absent): its allocation is set ok, the resource stays Erred."""
+        def current() -> bool:
+            self.client.marketplace_provider_resource_set_as_ok(resource_uuid)
+            return True
+
+        def line_7_0() -> bool:
+            self.set_allocation_state(resource_uuid, "ok")
+            return False
+
+        return self._on_current("set_as_ok", current, line_7_0)
 
     def set_resource_limits(self, resource_uuid: str, limits: Dict[str, int]) -> None:
         """Limits in Waldur units: the provider-resource call, or SLURM-remote's on 7.0 (the dict is the body)."""
@@ -212,19 +280,24 @@ class WaldurAPI:
 
     # -- the SLURM allocation (marketplace-slurm-remote; the 7.0 line needs it, current servers keep it) --
 
-    def set_allocation_state(self, resource_uuid: str, state: str) -> None:
-        """state: creating | ok | erred."""
-        self._remote(resource_uuid, "set_state", {"state": state}, valid=(200,))
-
-    def report_allocation_ok(self, resource_uuid: str) -> None:
-        """creating then ok, as the seed's agent did after creating the account; without it a 7.0 server
-        errs every later Update order at its approval (row 8). A 400 on creating means it is past that."""
+    def set_allocation_state(self, resource_uuid: str, state: str) -> bool:
+        """state: creating | ok | erred. False when the allocation cannot take that state from the one it is in
+        (a 7.0 server answers 409, TransitionNotAllowed; 400 elsewhere): it is past it."""
         try:
-            self.set_allocation_state(resource_uuid, "creating")
+            self._remote(resource_uuid, "set_state", {"state": state}, valid=(200,))
         except WaldurHTTPError as error:
-            if error.status != 400:
+            if not error.wrong_state:
                 raise
-        self.set_allocation_state(resource_uuid, "ok")
+            return False
+        return True
+
+    def report_allocation_ok(self, resource_uuid: str) -> bool:
+        """creating then ok, as the seed's agent did after creating the account; without it a 7.0 server
+        errs every later Update order at its approval (row 8). Returns True when the allocation went
+        Creating -> OK in this call: on a 7.0 server that completes the resource's Create order (order
+        done, resource OK), so the order needs no set_state_done."""
+        created = self.set_allocation_state(resource_uuid, "creating")
+        return self.set_allocation_state(resource_uuid, "ok") and created
 
     def create_association(self, resource_uuid: str, username: str) -> None:
         """201 created, 200 already there."""
@@ -239,8 +312,10 @@ class WaldurAPI:
                 raise
 
     def associations(self) -> Optional[Dict[str, set]]:
-        """{allocation uuid: usernames} as Waldur shows them (one paged read), None when the server has none."""
-        if not self.associations_supported:
+        """{allocation uuid: usernames} as Waldur shows them (one paged read), None when the server takes no
+        association reports: the current line has no marketplace-slurm-remote calls to write them with (its
+        OpenAPI schema, waldur-api-client 8.x, lists none), so only a 7.0-line server is told."""
+        if not self.associations_supported or not self.generation.is_7_0:
             return None
         try:
             rows = self.client._get_all(self.client._build_url("slurm-associations/"), params={"page_size": 300})
@@ -289,13 +364,6 @@ class WaldurAPI:
             return len(usages)
 
         return self._on_current("set_user_usages", plural, singular)
-
-    def set_allocation_user_usage(self, resource_uuid: str, username: str, month: "tuple", amounts: Dict[str, str]
-                                  ) -> None:
-        """SLURM-remote per-user usage for an explicit month (the 7.0 line's only month-true usage call).
-        ``amounts`` is keyed by cpu_usage / ram_usage / gpu_usage."""
-        self._remote(resource_uuid, "set_usage", {"username": username, "year": month[0], "month": month[1],
-                                                  **amounts}, valid=(200, 201))
 
     # -- offering --
 

@@ -37,9 +37,11 @@ class Runtime:
     @property
     def policy(self) -> NamingPolicy:
         s = self.settings
+        # the system-user check reads this host's user database: the cluster's only in native mode
+        min_uid = s.min_uid if s.min_uid and s.slurm_deployment_type == "native" else None
         return NamingPolicy(default_account=s.slurm_default_account, customer_prefix=s.slurm_customer_prefix,
                             project_prefix=s.slurm_project_prefix, allocation_prefix=s.slurm_allocation_prefix,
-                            max_len=s.slurm_allocation_name_max_len)
+                            max_len=s.slurm_allocation_name_max_len, min_uid=min_uid)
 
 
 @functools.lru_cache(maxsize=1)
@@ -68,6 +70,8 @@ def beat_schedule(settings: Settings) -> dict:
     schedule = {}
     if settings.pulls:
         schedule["poll-orders"] = {"task": "tasks.pull.poll_orders", "schedule": settings.poll_interval}
+        # teams change with no order: each poll interval, associations follow them
+        schedule["sync-memberships"] = {"task": "tasks.pull.sync_memberships", "schedule": settings.poll_interval}
     if settings.pushes:
         schedule["report-usage"] = {"task": "tasks.push.report_usage", "schedule": settings.usage_interval}
         # a 7.0-line Waldur files usage under its current month only: the month's last report must be in

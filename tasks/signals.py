@@ -4,7 +4,7 @@ Connected by :func:`connect` (tasks/app.py):
 
 - ``celeryd_init`` (worker main process, before anything runs) and ``beat_init``: Sentry when SENTRY_DSN
   is set; for the worker, with SLURM_SYNC_METRICS_PORT set, Prometheus multiprocess mode and the
-  /metrics endpoint (served by the main process, fed by every pool child);
+  /metrics endpoint on SLURM_SYNC_METRICS_ADDR (served by the main process, fed by every pool child);
 - ``task_prerun`` / ``task_postrun`` / ``task_failure`` / ``task_retry``: per-task runs, seconds,
   failures (by the exception's own type) and retries (by the exception that caused them); orders
   done/erred and usage posts from the return values; on success the
@@ -24,7 +24,7 @@ from typing import Dict, Optional
 from celery import signals
 
 from slurm_sync.health import record_success
-from slurm_sync.settings import env_int
+from slurm_sync.settings import env_int, env_setting
 from slurm_sync.observability import logs
 from slurm_sync.observability import metrics as m
 
@@ -56,12 +56,13 @@ def start_worker_observability(**_kwargs) -> None:
     port = env_int("SLURM_SYNC_METRICS_PORT")  # 0 (the default) or invalid: no endpoint
     if not port:
         return
+    addr = env_setting("SLURM_SYNC_METRICS_ADDR")  # 127.0.0.1 (the default) or invalid: this host only
     m.prepare_multiprocess()
     try:
-        m.start_server(port)
+        m.start_server(port, addr)
     except OSError as error:
-        _fail_start(f"SLURM_SYNC_METRICS_PORT={port}: cannot serve /metrics: {error.strerror or error} "
-                    "(expected a free TCP port)")
+        _fail_start(f"SLURM_SYNC_METRICS_PORT={port} SLURM_SYNC_METRICS_ADDR={addr}: cannot serve /metrics: "
+                    f"{error.strerror or error} (expected a free TCP port on an address of this host)")
 
 
 def on_worker_ready(**_kwargs) -> None:

@@ -21,7 +21,7 @@ from slurm_sync.waldur_api import WaldurAPI
 from .pull_scenario import COMPONENTS_YAML, Scenario, slurm_tree
 
 ARG = re.compile(r"^[A-Za-z0-9_=,/.:%-]+$")  # every argv element slurm-sync sends
-LOAD_LINE = re.compile(r"^(Cluster|Parent|Account|User) - '[a-z0-9][a-z0-9_-]*'"
+LOAD_LINE = re.compile(r"^(Cluster|Parent|Account|User) - '[a-z0-9_][a-z0-9_.-]*'"
                        r"(:Description='[A-Za-z0-9 _.-]*':Organization='[A-Za-z0-9 _.-]*'"
                        r"(:GrpTRESMins=[a-z/0-9=,-]+)?)?$")
 HOSTILE = ["x; rm -rf /", "$(reboot)", "`id`", "a'b\"c", "x|y", "a=b,c", "line\nbreak", "tab\there",
@@ -59,7 +59,7 @@ def hostile_run(waldur, slurm_sandbox):
     scenario = Scenario(waldur)
     recorder = Recorder(NativeExecutor(timeout=60))
     tag = slurm_sandbox[1:5]
-    policy = NamingPolicy(f"{slurm_sandbox}w", f"c{tag}_", f"p{tag}_", f"a{tag}_", 34)
+    policy = NamingPolicy(f"{slurm_sandbox}w", f"c{tag}_", f"p{tag}_", f"a{tag}_", 34, min_uid=1000)
     processor = OrderProcessor(WaldurAPI(waldur.url, waldur.token, scenario.offering["uuid"]),
                                SacctmgrClient(recorder), COMPONENTS, policy)
 
@@ -85,12 +85,6 @@ def test_hostile_names_and_slugs_become_safe_accounts(hostile_run, waldur, text)
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("username", "x; rm -rf /", "not a valid SLURM user name"),
-    ("username", "$(reboot)", "not a valid SLURM user name"),
-    ("username", "Root", "not a valid SLURM user name"),
-    ("username", "root", "reserved"),
-    ("username", "a" * 10_000, "not a valid SLURM user name"),
-    ("username", "名前", "not a valid SLURM user name"),
     ("limit", "1e999", "limit for 'cpu'"),
     ("limit", "NaN", "limit for 'cpu'"),
     ("limit", -5, "limit for 'cpu'"),
@@ -105,14 +99,43 @@ def test_bad_orders_are_erred_with_a_clear_message_and_write_nothing(hostile_run
     if field == "component":
         limits = {value: 1}
     order = scenario.create("acme", "physics", "alloc", limits=limits, team=())
-    if field == "username":
-        user = waldur.add_user("evil-waldur")
-        waldur.add_offering_user(scenario.offering["uuid"], user["uuid"], value)
-        waldur.add_team_member(order["marketplace_resource_uuid"], user["uuid"])
     assert run().by_result("erred") == [order["uuid"]]
     state = waldur.get_order(order["uuid"])
     assert state["state"] == "erred" and message in state["error_message"]
     assert slurm_tree(policy.default_account)[0] == {}  # nothing half-applied
+    assert_all_safe(recorder.calls)
+
+
+@pytest.mark.parametrize("username,why", [
+    ("x; rm -rf /", "not a valid SLURM user name"), ("$(reboot)", "not a valid SLURM user name"),
+    ("Root", "not a valid SLURM user name"), ("root", "reserved"), ("a" * 10_000, "not a valid SLURM user name"),
+    ("名前", "not a valid SLURM user name"), ("alice\n", "not a valid SLURM user name"),
+    ("root\n", "not a valid SLURM user name"), ("_x.", "not a valid SLURM user name"),
+    ("daemon", "reserved"), ("_apt", "system account"), ("a" * 33, "not a valid SLURM user name"),
+])
+def test_a_bad_login_leaves_out_that_member_alone(hostile_run, waldur, caplog, username, why):
+    """The order and the rest of the team go on; the member gets no association, with a log line naming why."""
+    scenario, run, recorder, policy = hostile_run
+    order = scenario.create("acme", "physics", "alloc", limits={"cpu": 1}, team=("alice",))
+    user = waldur.add_user("evil-waldur")
+    waldur.add_offering_user(scenario.offering["uuid"], user["uuid"], username)
+    waldur.add_team_member(order["marketplace_resource_uuid"], user["uuid"])
+    assert run().by_result("done") == [order["uuid"]]
+    _, _, users = slurm_tree(policy.default_account)
+    assert {u for u, _ in users} == {"alice"}
+    assert any("evil-waldur" in r.getMessage() and why in r.getMessage() for r in caplog.records)
+    assert_all_safe(recorder.calls)
+
+
+@pytest.mark.parametrize("username", ["john.doe", "a-b_c", "x" * 32, "_svc1"])
+def test_valid_linux_logins_get_their_association(hostile_run, waldur, username):
+    scenario, run, recorder, policy = hostile_run
+    order = scenario.create("acme", "physics", "alloc", limits={"cpu": 1}, team=())
+    user = waldur.add_user("member-waldur")
+    waldur.add_offering_user(scenario.offering["uuid"], user["uuid"], username)
+    waldur.add_team_member(order["marketplace_resource_uuid"], user["uuid"])
+    assert run().by_result("done") == [order["uuid"]]
+    assert {u for u, _ in slurm_tree(policy.default_account)[2]} == {username}
     assert_all_safe(recorder.calls)
 
 
@@ -132,7 +155,7 @@ def test_property_no_raw_text_reaches_sacctmgr(customer, project, resource, cu, 
              "customer_uuid": cu, "customer_slug": customer, "project_uuid": pu, "project_slug": project,
              "limits": {"cpu": limit, "gpu": 1}}
     try:
-        spec = allocation_spec(order_input(order, team), POLICY, COMPONENTS, {"cpu", "mem", "gres/gpu"})
+        spec = allocation_spec(order_input(order, None, team), POLICY, COMPONENTS, {"cpu", "mem", "gres/gpu"})
     except OrderRejected as error:
         assert str(error)  # a message for the provider
         return
@@ -141,3 +164,12 @@ def test_property_no_raw_text_reaches_sacctmgr(customer, project, resource, cu, 
     SacctmgrClient(recorder, cluster="test").apply(plan.operations)
     assert recorder.calls
     assert_all_safe(recorder.calls)
+
+
+def test_a_limit_slurm_cannot_hold_errs_the_order():
+    """M5: 10^15 units pass the amount check, but x unit_factor 10^6 they exceed a uint64 GrpTRESMins."""
+    from slurm_sync.allocations import slurm_limits
+    huge = parse_components({"cpu": {"accounting_type": "limit", "unit_factor": 1_000_000}})
+    with pytest.raises(OrderRejected, match="more than SLURM can hold"):
+        slurm_limits({"cpu": 10 ** 15}, huge, {"cpu"})
+    assert slurm_limits({"cpu": 10 ** 12}, huge, {"cpu"}) == {"cpu": 10 ** 18}

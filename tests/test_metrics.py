@@ -165,7 +165,8 @@ def test_prefork_children_are_summed_and_private_dir_removed(waldur, start_worke
                            SLURM_SYNC_METRICS_PORT=str(port))
     worker = start_celery_worker(env, tmp_path, name="pair", concurrency=2)
     try:
-        served = re.search(r"metrics served on http://0\.0\.0\.0:(\d+)/metrics \(multiprocess, (\S+)\)",
+        # SLURM_SYNC_METRICS_ADDR's default: this host only
+        served = re.search(r"metrics served on http://127\.0\.0\.1:(\d+)/metrics \(multiprocess, (\S+)\)",
                            worker.log_path.read_text())
         assert served and int(served.group(1)) == port, worker.tail()
         directory = Path(served.group(2))

@@ -148,3 +148,130 @@ def test_a_batch_of_updates_with_distinct_limits_is_one_commit(processor, waldur
     for i in range(4):
         assert f"cpu={(10 + i) * 60}" in limits[a(f"alloc{i}")]
         assert accounts[a(f"alloc{i}")] == processor.policy.project_prefix + f"proj{i}"  # not moved by the load
+
+
+def test_orders_carry_no_backend_id_the_resource_does(processor, waldur, scenario):
+    """Real servers: an order's own backend_id is "" for Update and Terminate; the account is the resource's."""
+    root = processor.policy.default_account
+    _, _, a = names(processor)
+    create = scenario.create("acme", "physics", "own", team=("alice",))
+    run(processor, waldur)
+    resource = create["marketplace_resource_uuid"]
+    update = scenario.order(resource, "Update", limits={"cpu": 7, "gpu": 1})
+    assert waldur.get_order(update["uuid"])["backend_id"] == "" and waldur.get_resource(resource)["backend_id"]
+    assert run(processor, waldur).by_result("done") == [update["uuid"]]
+    assert "cpu=420" in slurm_tree(root)[1][a("own")]
+    terminate = scenario.order(resource, "Terminate")
+    assert waldur.get_order(terminate["uuid"])["backend_id"] == ""
+    assert run(processor, waldur).by_result("done") == [terminate["uuid"]]
+    assert a("own") not in slurm_tree(root)[0]
+
+
+def test_update_of_a_resource_that_never_reached_slurm_errs_and_terminate_is_done(processor, waldur, scenario):
+    project = scenario.project("acme", "physics")
+    ghost = waldur.add_resource(scenario.offering["uuid"], project["uuid"], "ghost", backend_id="")
+    update = scenario.order(ghost["uuid"], "Update", limits={"cpu": 3, "gpu": 1})
+    assert run(processor, waldur).by_result("erred") == [update["uuid"]]
+    assert "no SLURM account is known for resource" in waldur.get_order(update["uuid"])["error_message"]
+    other = waldur.add_resource(scenario.offering["uuid"], project["uuid"], "ghost2", backend_id="")
+    terminate = scenario.order(other["uuid"], "Terminate")
+    assert run(processor, waldur).by_result("done") == [terminate["uuid"]]
+    assert slurm_tree(processor.policy.default_account)[0] == {}
+
+
+def test_terminate_of_a_foreign_account_errs_and_leaves_it_whole(processor, waldur, scenario, slurm_sandbox):
+    """H2 on the bed: a resource whose backend_id names a site account (with users, with a job running)."""
+    from tests.plugins.slurm_bed import add_slurm_user, sacctmgr
+    site = f"{slurm_sandbox}_site"
+    sacctmgr("-i", "add", "account", site, f"parent={slurm_sandbox}", "description=site account")
+    add_slurm_user("carol", site)
+    resource = waldur.add_resource(scenario.offering["uuid"], scenario.project("acme", "physics")["uuid"], "site",
+                                   backend_id=site)
+    terminate = scenario.order(resource["uuid"], "Terminate")
+    assert run(processor, waldur).by_result("erred") == [terminate["uuid"]]
+    message = waldur.get_order(terminate["uuid"])["error_message"]
+    assert site in message and "not slurm-sync's account" in message
+    assert [r for r in sacctmgr_rows("show", "assoc", f"account={site}", "format=Account,User") if r[1]] == [
+        [site, "carol"]]
+    update = scenario.order(resource["uuid"], "Update", limits={"cpu": 1, "gpu": 1})
+    assert run(processor, waldur).by_result("erred") == [update["uuid"]]
+    assert [limits for user, limits in sacctmgr_rows("show", "assoc", f"account={site}", "format=User,GrpTRESMins")
+            if not user] == [""]  # no limit written
+
+
+def test_terminate_posts_the_final_usage_before_the_account_goes(waldur, slurm_sandbox):
+    """Item 4: the last hours of a terminated allocation are billed (usage up to now, posted while Terminating)."""
+    import subprocess
+    from decimal import Decimal
+    from slurm_sync.push import MemoryStore, UsageReporter
+    from tests.plugins.slurm_bed import ensure_unix_user
+    from tests.test_sacct import _wait_done
+    yaml_text = "cpu: {accounting_type: usage, measured_unit: cpu-minutes, label: CPU, unit_factor: 1}\n"
+    components = parse_components(yaml.safe_load(yaml_text))
+    offering = waldur.add_offering("SLURM", components=[{"type": "cpu", "name": "CPU", "measured_unit": "cpu-minutes",
+                                                         "billing_type": "usage"}])
+    login = ensure_unix_user("fuuser1")
+    member = waldur.add_user("fuuser1-waldur")
+    waldur.add_offering_user(offering["uuid"], member["uuid"], login)
+    customer = waldur.add_customer("Acme", slug="acme")
+    project = waldur.add_project(customer["uuid"], "Physics", slug="physics")
+    create = waldur.create_order(offering["uuid"], project["uuid"], limits={}, attributes={"name": "final"})
+    resource = create["marketplace_resource_uuid"]
+    waldur.add_team_member(resource, member["uuid"])
+    tag = slurm_sandbox[1:5]
+    policy = NamingPolicy(f"{slurm_sandbox}w", f"c{tag}_", f"p{tag}_", f"a{tag}_", 34)
+    api = WaldurAPI(waldur.url, waldur.token, offering["uuid"])
+    sacctmgr = SacctmgrClient(NativeExecutor(timeout=60))
+    reporter = UsageReporter(api, sacctmgr, components, MemoryStore())
+    posted_while = []
+
+    def bill(leaving):
+        posted_while.append(sorted(sacctmgr_rows("show", "account", "format=Account")))  # accounts still there
+        reporter.report_final(leaving)
+
+    processor = OrderProcessor(api, sacctmgr, components, policy, before_remove=bill)
+    try:
+        processor.process(api.active_orders())
+        account = f"a{tag}_final"
+        job = subprocess.run(["runuser", "-u", login, "--", "sbatch", "--parsable", f"--account={account}",
+                              "--mem=64", "--chdir=/tmp", "--output=/dev/null", "--wrap", "sleep 3"],
+                             capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+        _wait_done([job])
+        elapsed, cpus = subprocess.run(["sacct", "-j", job, "-X", "-P", "-n", "-o", "ElapsedRaw,AllocCPUS"],
+                                       capture_output=True, text=True, timeout=60, check=True).stdout.split("|")
+        truth = (Decimal(elapsed) * Decimal(cpus) / 60).quantize(Decimal("0.01"))
+        terminate = waldur.create_order(offering["uuid"], project["uuid"], type="Terminate", resource_uuid=resource)
+        assert processor.process(api.active_orders()).by_result("done") == [terminate["uuid"]]
+        assert [account] in posted_while[0]  # billed before the removal
+        usages = waldur.component_usages(resource)
+        assert [(u["type"], Decimal(u["usage"])) for u in usages] == [("cpu", truth)] and truth > 0
+        assert account not in {r[0] for r in sacctmgr_rows("show", "account", "format=Account")}
+    finally:
+        from tests.plugins.slurm_bed import remove_sandbox
+        remove_sandbox(policy.default_account)
+
+
+@pytest.mark.parametrize("waldur_profile", ["7.0"])
+def test_7_0_create_is_completed_by_the_allocation_state_and_updates_follow_each_other(processor, waldur, scenario):
+    """Issue 11 rows 2-5 on the 7.0 profile: no wasted set_state_done after a Create; two Updates in a row both
+    work (the allocation is set ok after each); an Update Waldur errs at its approval writes nothing."""
+    root = processor.policy.default_account
+    _, _, a = names(processor)
+    create = scenario.create("acme", "physics", "seq", limits={"cpu": 1, "gpu": 1}, team=("alice",))
+    assert run(processor, waldur).by_result("done") == [create["uuid"]]
+    assert waldur.count("POST", "set_state_done") == 0  # row 21: set_state ok completed it
+    assert waldur.get_order(create["uuid"])["state"] == "done"
+    resource = create["marketplace_resource_uuid"]
+    for cpu in (2, 3):
+        update = scenario.order(resource, "Update", limits={"cpu": cpu, "gpu": 1})
+        assert run(processor, waldur).by_result("done") == [update["uuid"]]
+        assert waldur.get_order(update["uuid"])["state"] == "done"
+        assert f"cpu={cpu * 60}" in slurm_tree(root)[1][a("seq")]
+        assert waldur.allocation_state(resource) == "OK" and waldur.resource_limits(resource)["cpu"] == cpu
+    # row 5: an approval Waldur errs inside the call (the allocation is not OK) writes nothing to SLURM
+    waldur.store.resources[resource]["allocation"]["state"] = "Creating"
+    update = scenario.order(resource, "Update", limits={"cpu": 9, "gpu": 1})
+    result = run(processor, waldur)
+    assert result.by_result("skipped") == [update["uuid"]] and result.commits == 0
+    assert waldur.get_order(update["uuid"])["state"] == "erred"
+    assert "cpu=180" in slurm_tree(root)[1][a("seq")]

@@ -32,18 +32,14 @@ def waldur_profile(request):
 
 
 def user_amounts(waldur, resource):
-    """{(user, component type): amount} as Waldur shows per-user usage: component user usages on the
-    current line, SLURM-remote monthly per-user usage (cpu/ram/gpu fields) on 7.0."""
-    if waldur.profile == "7.0":
-        fields = {"cpu": "cpu_usage", "mem": "ram_usage", "gpu": "gpu_usage"}
-        return {(r["username"], t): Decimal(str(r[f])) for r in waldur.slurm_user_usages(resource["uuid"])
-                for t, f in fields.items()}
+    """{(user, component type): amount} as Waldur shows per-user usage: the component usages' user usages (on
+    7.0 too: SLURM-remote's per-user set_usage takes integers and breaks on other component types, row 18)."""
     return {(r["username"], r["component_type"]): Decimal(str(r["usage"]))
             for r in waldur.user_usages(resource_uuid=resource["uuid"])}
 
 
 def user_posts(waldur):
-    return waldur.count("POST", "set_user_usage") + waldur.count("POST", "slurm-remote")
+    return waldur.count("POST", "set_user_usage")
 
 
 def _reporter(waldur, accounts, offering_components=OFFERING_COMPONENTS):
@@ -124,8 +120,8 @@ def test_unchanged_usage_posts_nothing_and_a_change_posts_once(waldur, push, job
                              {"cpu": 1, "mem": 10, "node": 1})])
     reporter.run(now=now)
     assert posts(waldur, "component-usages/set_usage") == first[0] + 1  # exactly one: the resource that changed
-    # one user's cpu and mem changed: one call per component on the current line, one per user on 7.0
-    assert user_posts(waldur) == first[1] + (1 if waldur.profile == "7.0" else 2)
+    # one user's cpu and mem changed: one call per component (the whole list on the current line, the one user on 7.0)
+    assert user_posts(waldur) == first[1] + 2
     period = f"{now.year}-{now.month:02d}-01"
     assert usages(waldur, resources[accounts[1]], period)["cpu"] == Decimal(10)
 
@@ -149,11 +145,12 @@ def test_job_spanning_the_first_is_split_between_months(waldur, push, job_table)
         return
     # 7.0: a closed month's totals would overwrite this month's: never sent, logged with the amounts
     assert jan == {}
-    assert len(result.unreportable) == 3 and any("cpu 2024-01 is 120.00" in n for n in result.unreportable)
-    # the per-user usage went where the month is explicit
-    monthly = {(r["year"], r["month"]): Decimal(str(r["cpu_usage"]))
-               for r in waldur.slurm_user_usages(resources[accounts[0]]["uuid"])}
-    assert monthly == {(2024, 1): Decimal(120), (2024, 2): Decimal(180)}
+    totals = [n for n in result.unreportable if " of " not in n.split(" 2024-01")[0]]
+    assert len(totals) == 3 and any("cpu 2024-01 is 120.00" in n for n in totals)
+    # per-user usage hangs on the month's component usage: February's is there, January's has none to hang on
+    assert any("cpu of " in n and "2024-01" in n for n in result.unreportable)
+    assert {r["billing_period"][:7] for r in waldur.user_usages(resource_uuid=resources[accounts[0]]["uuid"])} == {
+        "2024-02"}
     again = reporter.run(now=datetime(2024, 2, 2, 12, tzinfo=UTC))
     assert again.unreportable == [] and again.usage_posts == 0  # logged once
 
@@ -218,3 +215,73 @@ def test_a_report_waldur_refuses_does_not_stop_the_others(waldur, bed_accounts, 
     assert store.get(resources[accounts[0]]["uuid"], (now.year, now.month))[0] == {}  # not recorded as sent
     again = reporter.run(now=now, months=[(now.year, now.month)])
     assert len(again.refused) == 1 and again.usage_posts == 0  # tried again, still refused; the other unchanged
+
+
+def jobs_this_month(job_table, rows):
+    """Insert finished jobs starting on the 1st of this month: rows of (account, user, minutes, tres); returns now."""
+    from slurm_sync.testing.job_rows import JobRow
+    now = datetime.now(UTC)
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    base = job_table.next_job_id()
+    job_table.insert([JobRow(base + i, account, user, start, start + timedelta(minutes=minutes), tres)
+                      for i, (account, user, minutes, tres) in enumerate(rows)])
+    return now
+
+
+@pytest.mark.bed
+def test_a_server_error_on_one_resource_does_not_stop_the_cycle(waldur, push, job_table):
+    """Issue 11: a 5xx on one resource's post is logged and retried next cycle; the others are billed."""
+    reporter, resources, accounts, users, store = push
+    now = jobs_this_month(job_table, [(account, users[0], 10, {"cpu": 1, "mem": 1}) for account in accounts])
+    waldur.faults.fail_next(1, status=500, path_contains="set_usage")
+    result = reporter.run(now=now, months=[(now.year, now.month)])
+    assert len(result.refused) == 1 and "failed in Waldur" in result.refused[0]
+    period = f"{now.year}-{now.month:02d}-01"
+    billed = [a for a in accounts if usages(waldur, resources[a], period)]
+    assert len(billed) == 1  # the other resource
+    again = reporter.run(now=now, months=[(now.year, now.month)])
+    assert again.refused == [] and again.usage_posts == 1  # the failed one, next cycle
+    assert all(usages(waldur, resources[a], period)["cpu"] == Decimal(10) for a in accounts)
+
+
+@pytest.mark.bed
+def test_a_refused_per_user_post_never_makes_the_totals_look_unsent(waldur, push, job_table):
+    """Rows 10, 19: per-user usage is refused; the totals were posted once and are not posted again."""
+    reporter, resources, accounts, users, store = push
+    now = jobs_this_month(job_table, [(accounts[0], users[0], 10, {"cpu": 1, "mem": 1})])
+    waldur.faults.fail_next(1, status=400, path_contains="set_user_usage")
+    first = reporter.run(now=now, months=[(now.year, now.month)])
+    assert first.usage_posts == 2 and len(first.refused) == 1
+    second = reporter.run(now=now, months=[(now.year, now.month)])
+    assert second.usage_posts == 0  # the totals are not re-posted because the per-user post failed
+    assert user_amounts(waldur, resources[accounts[0]])[(users[0], "cpu")] == Decimal(10)
+
+
+@pytest.mark.bed
+@pytest.mark.parametrize("waldur_profile", ["7.0"])
+def test_7_0_per_user_usage_goes_through_set_user_usage_with_any_component_type(waldur, bed_accounts, job_table):
+    """Row 18: SLURM-remote set_usage would 500 on this offering (a 'mem' component); set_user_usage works."""
+    accounts, users = bed_accounts
+    reporter, resources, store = _reporter(waldur, accounts)
+    now = jobs_this_month(job_table, [(accounts[0], users[0], 30, {"cpu": 2, "mem": 100})])
+    waldur.now = lambda: now.replace(tzinfo=None)
+    result = reporter.run(now=now, months=[(now.year, now.month)])
+    remote_usage = [r for r in waldur.requests if "slurm-remote" in r.path and r.path.endswith("/set_usage/")]
+    assert result.refused == [] and remote_usage == []
+    amounts = user_amounts(waldur, resources[accounts[0]])
+    assert amounts[(users[0], "cpu")] == Decimal(60) and amounts[(users[0], "mem")] == Decimal(3000)
+    assert reporter.run(now=now, months=[(now.year, now.month)]).user_usage_posts == 0
+
+
+@pytest.mark.bed
+@pytest.mark.parametrize("waldur_profile", ["7.0"])
+def test_7_0_erred_resource_is_said_once_never_counted_recovered(waldur, push):
+    """Row 23: set_state ok leaves a 7.0 resource Erred: logged once as unreportable, not 'recovered'."""
+    reporter, resources, accounts, users, store = push
+    erred = resources[accounts[0]]["uuid"]
+    waldur.set_resource_state(erred, "Erred")
+    first = reporter.run(now=datetime.now(UTC))
+    assert first.recovered == [] and len(first.unreportable) == 1 and erred in first.unreportable[0]
+    assert waldur.get_resource(erred)["state"] == "Erred"
+    again = reporter.run(now=datetime.now(UTC))
+    assert again.unreportable == [] and again.recovered == []

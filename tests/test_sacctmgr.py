@@ -47,6 +47,7 @@ def test_parse_associations_defensive():
                     description="Alloc | with pipe"),
         Association("alloc", "alice", is_default=True),
         Association("alloc", "bob"),
+        Association("alloc", "bob", is_default=False, partition="gpu"),
         Association("gone", parent="root", description="deleted on every cluster"),
     ]
 
@@ -86,7 +87,7 @@ def test_read_associations_two_calls():
     sacctmgr, executor = client(
         (["sacctmgr", "-P", "-n", "show", "account"], CommandResult(0, RECORDED_ASSOC, "")),
         (["sacctmgr", "-P", "-n", "show", "user"], CommandResult(0, RECORDED_USERS, "")))
-    assert len(sacctmgr.read_associations("c1")) == 7
+    assert len(sacctmgr.read_associations("c1")) == 8  # with the partition row bob keeps
     assert [argv for argv, _ in executor.calls] == [
         ["sacctmgr", "-P", "-n", "show", "account", "withassoc", "where", "cluster=c1",
          "format=Cluster,Account,User,ParentName,Partition,GrpTRESMins,Description"],

@@ -107,6 +107,43 @@ def test_before_breadcrumb_scrubs_before_the_breadcrumb_is_stored(captured):
     assert crumb == {"message": f"x {FILTERED}", "data": {"secret_key": FILTERED, "count": 3}}
 
 
+REDIS_PASSWORD = "r3d1s-Pa55word"
+REDIS_URL = f"redis://:{REDIS_PASSWORD}@redis.example.org:6379/0"
+
+
+def _fail_with_a_redis_url(url):
+    broker_url = url  # an innocent name: only the URL's shape gives the password away
+    options = {"broker": url, "hosts": [url.replace("/0", "/1")]}
+    bare = REDIS_PASSWORD  # the password alone, as kombu/redis-py keep it
+    raise ConnectionError(f"cannot reach {url} ({len(bare)}, {broker_url}, {options})")
+
+
+def test_redis_url_password_is_scrubbed_from_messages_and_locals(captured, monkeypatch):
+    monkeypatch.setenv("CELERY_BROKER_URL", REDIS_URL)  # its password is a secret value wherever it shows
+    try:
+        _fail_with_a_redis_url(REDIS_URL)
+    except ConnectionError:
+        sentry_sdk.capture_exception()
+    logging.getLogger("slurm_sync.test").error("broker %s refused", REDIS_URL.replace("redis.", "other."))
+    sentry_sdk.flush()
+    assert REDIS_PASSWORD.encode() not in captured.raw
+    exception = captured.events()[0]["exception"]["values"][-1]
+    assert exception["value"].startswith(f"cannot reach redis://:{FILTERED}@redis.example.org:6379/0")
+    variables = exception["stacktrace"]["frames"][-1]["vars"]
+    assert FILTERED in variables["broker_url"] and "redis.example.org" in variables["broker_url"]
+    assert REDIS_PASSWORD not in str(variables["options"]) and FILTERED in variables["bare"]
+
+
+def test_any_url_password_is_scrubbed_even_when_not_configured(captured, monkeypatch):
+    """A URL no variable names (a result backend written in code, an AMQP broker): its password part goes."""
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    message = ("to amqp://sync:Amqp-Pw-77@mq.example.org:5672// and rediss://:pw@h:6380/0, "
+               "not https://waldur.example.com:443/api/")
+    crumb = obs_sentry.before_breadcrumb({"message": message}, {})
+    assert crumb["message"] == (f"to amqp://sync:{FILTERED}@mq.example.org:5672// and rediss://:{FILTERED}@h:6380/0, "
+                                "not https://waldur.example.com:443/api/")
+
+
 def test_no_dsn_means_no_sentry():
     assert obs_sentry.init_sentry("", token=TOKEN) is False
 

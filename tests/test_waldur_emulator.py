@@ -281,29 +281,72 @@ def test_reject_create(waldur, world, client, waldur_profile):
 
 @ON_7_0
 def test_7_0_update_errs_until_allocation_reported_ok(waldur, world, client):
+    """Rows 8, 20, 21, 22: the allocation state machine of a real 7.0.7 server."""
     create = create_order(waldur, world, limits={"cpu": 1})
     resource_uuid = create["marketplace_resource_uuid"]
     remote = lambda action, body, valid=(200,): post(  # noqa: E731
         client, Endpoints.MarketplaceSlurmRemote, resource_uuid, action, body, valid)
     assert status_of(remote, "set_state", {"state": "creating"}) == 404  # no allocation yet
     client.marketplace_order_approve_by_provider(create["uuid"])
-    client.marketplace_order_set_state_done(create["uuid"])
     assert waldur.allocation_state(resource_uuid) == "Creation Scheduled"
 
     early = create_order(waldur, world, type="Update", resource_uuid=resource_uuid, limits={"cpu": 2})
-    client.marketplace_order_approve_by_provider(early["uuid"])
-    erred = waldur.get_order(early["uuid"])
-    assert erred["state"] == "erred" and "Can't switch from state" in erred["error_message"]
+    client.marketplace_order_approve_by_provider(early["uuid"])  # answers 200...
+    erred = waldur.get_order(early["uuid"])  # ...and errs the order inside that call (row 22)
+    assert erred["state"] == "erred" and erred["error_message"] == \
+        "Can't switch from state '5' using method 'schedule_updating'"
 
-    assert status_of(remote, "set_state", {"state": "ok"}) == 400  # creating first
     remote("set_state", {"state": "creating"})
+    # row 21: ok from Creating completes the Create order in that call; set_state_done then answers 409
     remote("set_state", {"state": "ok"})
     assert waldur.allocation_state(resource_uuid) == "OK"
+    assert waldur.get_order(create["uuid"])["state"] == "done" and waldur.get_resource(resource_uuid)["state"] == "OK"
+    assert status_of(client.marketplace_order_set_state_done, create["uuid"]) == 409
+    # row 20: a transition the allocation cannot take is a 409 naming the state number; ok is allowed from any
+    assert status_of(remote, "set_state", {"state": "creating"}) == 409
     update = create_order(waldur, world, type="Update", resource_uuid=resource_uuid, limits={"cpu": 3})
     client.marketplace_order_approve_by_provider(update["uuid"])
+    assert waldur.allocation_state(resource_uuid) == "Update Scheduled"  # row 22
+    response = client._post(f"{waldur.url}marketplace-slurm-remote/{resource_uuid}/set_state/",
+                            valid_states=[409], json={"state": "creating"})
+    assert response == {"detail": "Allocation state can not be changed from 1 to creating."}
+    remote("set_state", {"state": "ok"})
     client.marketplace_order_set_state_done(update["uuid"])
     assert waldur.get_order(update["uuid"])["state"] == "done"
     assert waldur.resource_limits(resource_uuid) == {"cpu": 3}
+
+
+@pytest.mark.parametrize("waldur_profile", ["7.0"])
+def test_7_0_erred_resource_stays_erred_when_its_allocation_is_set_ok(waldur, world, client):
+    """Row 23: slurm-remote set_state ok changes the allocation only; usage for an Erred resource is a 400."""
+    resource = running_resource(waldur, world)
+    waldur.set_resource_state(resource["uuid"], "Erred")
+    post(client, Endpoints.MarketplaceSlurmRemote, resource["uuid"], "set_state", {"state": "ok"})
+    assert waldur.get_resource(resource["uuid"])["state"] == "Erred"
+    assert status_of(set_usage, client, resource["uuid"], [{"type": "cpu", "amount": "1"}]) == 400
+
+
+@pytest.mark.parametrize("waldur_profile", ["7.0"])
+def test_7_0_remote_per_user_usage_is_integer_needs_user_and_breaks_on_other_types(waldur, world, client):
+    """Row 18, as measured: decimals 400, no ``user`` 500, any component type but cpu/ram/gpu 500."""
+    resource = running_resource(waldur, world)
+    remote = lambda body: post(client, Endpoints.MarketplaceSlurmRemote, resource["uuid"], "set_usage", body)  # noqa
+    body = {"username": "alice", "month": 10, "year": 2024, "cpu_usage": 1, "ram_usage": 2, "gpu_usage": 0}
+    assert status_of(remote, dict(body, gpu_usage="1.5", user="u")) == 400
+    assert status_of(remote, body) == 500  # no user: KeyError
+    assert status_of(remote, dict(body, user="u")) == 500  # the world's offering has a 'mem' component
+    assert waldur.slurm_user_usages(resource["uuid"]) == []
+
+
+@pytest.mark.parametrize("waldur_profile", ["7.0"])
+def test_7_0_limit_amount_caps_the_sum_of_all_resources_limits(waldur, world):
+    """Row 24: limit_amount of a limit component is an offering-wide cap at order time."""
+    offering = waldur.add_offering("capped", components=[
+        {"type": "node", "name": "Nodes", "measured_unit": "n", "billing_type": "limit", "limit_amount": 10}])
+    project = world.project_uuid
+    waldur.create_order(offering["uuid"], project, limits={"node": 6}, state="done")
+    with pytest.raises(ValueError, match="Total limit exceeds threshold 10."):
+        waldur.create_order(offering["uuid"], project, limits={"node": 5})
 
 
 # ------------------------------------------------------------------ resources
@@ -482,11 +525,12 @@ def test_slurm_remote_associations_and_usage(waldur, world, client):
     assert status_of(remote, "delete_association", {"username": "bob"}) == 400
     listed = client.list_slurm_associations({"allocation_uuid": resource["resource_uuid"]})
     assert [a["username"] for a in listed] == ["alice"] == waldur.slurm_associations(resource["uuid"])
-    usage = {"username": "alice", "month": 10, "year": 2024, "cpu_usage": "1.5", "ram_usage": "2",
-             "gpu_usage": "0"}
-    remote("set_usage", usage)
-    remote("set_usage", dict(usage, cpu_usage="3"))
-    assert [u["cpu_usage"] for u in waldur.slurm_user_usages(resource["uuid"])] == ["3.00"]
+    if waldur.profile == "current":
+        usage = {"username": "alice", "month": 10, "year": 2024, "cpu_usage": "1.5", "ram_usage": "2",
+                 "gpu_usage": "0"}
+        remote("set_usage", usage)
+        remote("set_usage", dict(usage, cpu_usage="3"))
+        assert [u["cpu_usage"] for u in waldur.slurm_user_usages(resource["uuid"])] == ["3.00"]
 
 
 # ------------------------------------------------------------------ offering components

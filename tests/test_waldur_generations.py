@@ -114,8 +114,11 @@ def test_limits_and_associations_are_pushed_once_and_only_changes(waldur, alloca
     first = reporter.run(now=now)
     # 601 cpu-minutes are 10.02 hours: Waldur is told 10, never more than SLURM enforces
     assert waldur.resource_limits(resource["uuid"]) == {"cpu": 10, "gpu": 2, "mem": 7}
-    assert waldur.slurm_associations(resource["uuid"]) == ["alice", "bob"]
-    assert (first.limit_posts, first.association_posts) == (1, 2)
+    # associations are reported to a 7.0-line server only: the current API has no call to write them
+    on_7_0 = waldur.profile == "7.0"
+    assert waldur.slurm_associations(resource["uuid"]) == (["alice", "bob"] if on_7_0 else [])
+    assert (first.limit_posts, first.association_posts) == (1, 2 if on_7_0 else 0)
+    assert waldur.count("POST", "slurm-remote") == (3 if on_7_0 else 0)  # set_limits + 2 associations
     limit_path = "slurm-remote" if waldur.profile == "7.0" else "provider-resources"
     assert waldur.count("POST", "set_limits") == waldur.count("POST", limit_path + "/" + resource["uuid"]
                                                               + "/set_limits") == 1
@@ -126,8 +129,8 @@ def test_limits_and_associations_are_pushed_once_and_only_changes(waldur, alloca
     sacctmgr("-i", "remove", "user", "bob", f"account={account}")
     sacctmgr("-i", "modify", "account", account, "set", "GrpTRESMins=cpu=1200")
     changed = reporter.run(now=now)
-    assert (changed.limit_posts, changed.association_posts) == (1, 1)
-    assert waldur.slurm_associations(resource["uuid"]) == ["alice"]
+    assert (changed.limit_posts, changed.association_posts) == (1, 1 if on_7_0 else 0)
+    assert waldur.slurm_associations(resource["uuid"]) == (["alice"] if on_7_0 else [])
     assert waldur.resource_limits(resource["uuid"])["cpu"] == 20
 
 

@@ -1,13 +1,13 @@
 """Prometheus metrics of slurm-sync and how a worker serves them.
 
-A worker started with ``SLURM_SYNC_METRICS_PORT=<port>`` serves ``/metrics`` on that port (all
-interfaces) from its main process. Celery's prefork pool runs tasks in child processes, and a
-child may be replaced at any time, so the worker uses prometheus-client's *multiprocess mode*:
-each process writes its samples to files in ``PROMETHEUS_MULTIPROC_DIR`` and the main process
-adds them up at every scrape. The directory is a private one made at start-up and removed at
-shutdown unless PROMETHEUS_MULTIPROC_DIR is set (then the operator owns it and must empty it
-before the worker starts, as prometheus-client requires). Any ``-c`` concurrency, ``solo`` or
-``threads`` pool works the same.
+A worker started with ``SLURM_SYNC_METRICS_PORT=<port>`` serves ``/metrics`` on that port of
+``SLURM_SYNC_METRICS_ADDR`` (default 127.0.0.1: this host only) from its main process. Celery's
+prefork pool runs tasks in child processes, and a child may be replaced at any time, so the worker
+uses prometheus-client's *multiprocess mode*: each process writes its samples to files in
+``PROMETHEUS_MULTIPROC_DIR`` and the main process adds them up at every scrape. The directory is a
+private one made at start-up and removed at shutdown unless PROMETHEUS_MULTIPROC_DIR is set (then
+the operator owns it and must empty it before the worker starts, as prometheus-client requires).
+Any ``-c`` concurrency, ``solo`` or ``threads`` pool works the same.
 
 Metrics are created on first use, never at import: multiprocess mode has to be chosen before
 the first sample is written. Processes that are not a worker (the CLI, tests) keep them in
@@ -23,6 +23,8 @@ memory.
 | ``slurm_sync_orders_total`` | counter | result (done, erred, skipped) |
 | ``slurm_sync_usage_posts_total`` | counter | kind (component, user) |
 | ``slurm_sync_usage_problems_total`` | counter | kind (refused, anomaly, unreportable) — billing to look at: alert on it |
+| ``slurm_sync_skipped_users_total`` | counter | — team members left without an association (an invalid or system login) |
+| ``slurm_sync_membership_changes_total`` | counter | change (added, removed) — associations changed by membership sync |
 | ``slurm_sync_slurm_commands_total`` | counter | command, result (ok, unchanged, error, timeout, cannot-run) |
 | ``slurm_sync_slurm_command_seconds`` | histogram | command |
 | ``slurm_sync_sacctmgr_commits_total`` | counter | — sacctmgr writes that changed something |
@@ -76,6 +78,10 @@ class Metrics:
         self.usage_problems = Counter("slurm_sync_usage_problems", "Usage reports Waldur refused, usage that went "
                                       "down in a closed month, late usage a 7.0-line Waldur cannot take",
                                       ["kind"], registry=r)
+        self.skipped_users = Counter("slurm_sync_skipped_users", "Team members left without a SLURM association "
+                                     "(an invalid or system login)", registry=r)
+        self.membership_changes = Counter("slurm_sync_membership_changes", "User associations membership sync "
+                                          "added or removed", ["change"], registry=r)
         self.commands = Counter("slurm_sync_slurm_commands", "SLURM commands run (sacctmgr, squeue, scancel, ...)",
                                 ["command", "result"], registry=r)
         self.command_seconds = Histogram("slurm_sync_slurm_command_seconds", "Seconds a SLURM command took",
@@ -179,6 +185,20 @@ def observe_outcome(task: str, retval: Mapping[str, Any]) -> None:
             count = len(retval.get(field) or ())
             if count:
                 m.usage_problems.labels(kind).inc(count)
+
+
+@_safe
+def observe_skipped_user() -> None:
+    metrics().skipped_users.inc()
+
+
+@_safe
+def observe_membership_changes(added: int, removed: int) -> None:
+    m = metrics()
+    if added:
+        m.membership_changes.labels("added").inc(added)
+    if removed:
+        m.membership_changes.labels("removed").inc(removed)
 
 
 @_safe
@@ -294,14 +314,21 @@ def _remove_stale_private_dirs() -> None:
             continue
 
 
-def start_server(port: int, addr: str = "0.0.0.0"):
+def start_server(port: int, addr: str = "127.0.0.1"):
     """Serve /metrics on ``addr:port`` in a daemon thread; raises OSError when the port is taken."""
     from prometheus_client import start_http_server
     server = start_http_server(port, addr=addr, registry=exposition_registry())
     global serving
-    serving = f"metrics served on http://{addr}:{port}/metrics (" + (
+    host = f"[{addr}]" if ":" in addr else addr
+    serving = f"metrics served on http://{host}:{port}/metrics (" + (
         f"multiprocess, {os.environ[MULTIPROC_ENV]})" if multiprocess() else "single process)")
     return server
+
+
+def url(addr: str, port: int) -> str:
+    """The /metrics URL of a server bound to ``addr``: every interface (0.0.0.0, ::) is reached on loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(addr, addr)
+    return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
 
 
 def child_exited(pid: int) -> None:

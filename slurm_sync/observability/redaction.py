@@ -1,17 +1,22 @@
 """Secrets of this deployment and how they are blanked out of text.
 
-The Waldur token is the one secret slurm-sync holds; the Sentry DSN carries a (public) key and is
-treated likewise. Values shorter than 6 characters are not matched: blanking every "abc" in a log
-would make it unreadable and protects nothing.
+The Waldur token and the Redis password (in CELERY_BROKER_URL / REDIS_URL, or compose's REDIS_PASSWORD)
+are the secrets slurm-sync holds; the Sentry DSN carries a (public) key and is treated likewise. Values
+shorter than 6 characters are not matched: blanking every "abc" in a log would make it unreadable and
+protects nothing. The password part of any URL (``redis://:pw@host``, ``amqp://user:pw@host``) is blanked
+whatever its length.
 """
 from __future__ import annotations
 
 import os
 import re
 from typing import Any, Iterable, Mapping, Optional, Tuple
+from urllib.parse import unquote, urlsplit
 
 FILTERED = "[Filtered]"
-SECRET_VARIABLES = ("WALDUR_API_TOKEN", "SENTRY_DSN")
+MASK = "****"
+SECRET_VARIABLES = ("WALDUR_API_TOKEN", "SENTRY_DSN", "REDIS_PASSWORD")
+URL_VARIABLES = ("CELERY_BROKER_URL", "REDIS_URL", "CELERY_RESULT_BACKEND")  # may carry a password
 MIN_SECRET_LENGTH = 6
 # "Authorization: Token abc", "Bearer abc" in free text
 _AUTH_HEADER = re.compile(r"(?i)\b(authorization[\"']?\s*[:=]\s*[\"']?)(token|bearer|basic)?\s*[^\s\"',}]+")
@@ -19,6 +24,8 @@ _AUTH_HEADER = re.compile(r"(?i)\b(authorization[\"']?\s*[:=]\s*[\"']?)(token|be
 _SECRET_ASSIGNMENT = re.compile(
     r"(?i)(\b[\w-]*(?:token|password|passwd|secret|dsn|api_?key)[\w-]*[\"']?\s*[:=]\s*[\"']?)"
     r"(?!\[Filtered\]|\*\*\*\*)[^\s\"',}&]{3,}")  # a masked "****abcd" or a "-" is shown as it is
+# the password of a URL's user part: "redis://:pw@host:6379/0", "amqp://user:pw@host//"
+_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s/?#@:'\"]*:)([^\s/?#@'\"]+)@")
 
 _extra: set = set()
 
@@ -30,18 +37,33 @@ def add_secret(value: Optional[str]) -> None:
 
 
 def secrets(env: Optional[Mapping[str, str]] = None) -> Tuple[str, ...]:
-    """The secret values to blank, longest first (a token containing another is blanked whole)."""
+    """The secret values to blank, longest first (a token containing another is blanked whole): the
+    variables' values and the passwords of the URL variables, as written and percent-decoded."""
     env = os.environ if env is None else env
     values = set(_extra)
-    for variable in SECRET_VARIABLES:
-        value = (env.get(variable) or "").strip()
-        if len(value) >= MIN_SECRET_LENGTH:
-            values.add(value)
+    candidates = [(env.get(variable) or "").strip() for variable in SECRET_VARIABLES]
+    for variable in URL_VARIABLES:
+        try:
+            password = urlsplit((env.get(variable) or "").strip()).password or ""
+        except ValueError:  # an unparsable URL: settings report it (masked)
+            password = ""
+        candidates += [password, unquote(password)]
+    values.update(value for value in candidates if len(value) >= MIN_SECRET_LENGTH)
     return tuple(sorted(values, key=len, reverse=True))
 
 
+def mask_url(text: str, mask: str = MASK) -> str:
+    """``text`` with the password of every URL in it replaced by ``mask`` (``redis://:****@redis:6379/0``);
+    a password already masked (``****``, ``[Filtered]``) is left as it is."""
+    if not text or "://" not in text:
+        return text
+    return _URL_PASSWORD.sub(
+        lambda m: m.group(1) + (m.group(2) if m.group(2) in (MASK, FILTERED) else mask) + "@", text)
+
+
 def redact(text: str, values: Optional[Iterable[str]] = None) -> str:
-    """``text`` with every secret value and every Authorization header value replaced by [Filtered]."""
+    """``text`` with every secret value, every Authorization header value and every URL's password replaced
+    by [Filtered]."""
     if not text:
         return text
     for value in (secrets() if values is None else values):
@@ -51,7 +73,7 @@ def redact(text: str, values: Optional[Iterable[str]] = None) -> str:
         text = _AUTH_HEADER.sub(lambda m: m.group(1) + FILTERED, text)
     if "=" in text or ":" in text:
         text = _SECRET_ASSIGNMENT.sub(lambda m: m.group(1) + FILTERED, text)
-    return text
+    return mask_url(text, FILTERED)
 
 
 def redact_deep(data: Any, values: Optional[Iterable[str]] = None) -> Any:

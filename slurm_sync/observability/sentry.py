@@ -6,9 +6,10 @@ Enabled by SENTRY_DSN. Every event and breadcrumb is scrubbed before it leaves t
    (keys such as ``token``, ``password``, ``secret``, ``dsn``, ``authorization``): the value of
    such a key in request headers, extra, user, breadcrumbs' data, frames' locals becomes
    ``[Filtered]``;
-2. ``before_send`` / ``before_breadcrumb``: the *value* of WALDUR_API_TOKEN (and the DSN) is blanked
-   wherever it appears — messages, exception values, locals under any name, Celery task
-   arguments, breadcrumb messages — and denylisted keys are blanked at any depth.
+2. ``before_send`` / ``before_breadcrumb``: the *value* of WALDUR_API_TOKEN (and the DSN, and the Redis
+   password of CELERY_BROKER_URL / REDIS_URL) is blanked wherever it appears — messages, exception values,
+   locals under any name, Celery task arguments, breadcrumb messages — as is the password part of any URL
+   (``redis://:[Filtered]@redis:6379/0``), and denylisted keys are blanked at any depth.
 
 Personal data collection stays at sentry-sdk's default (off).
 """

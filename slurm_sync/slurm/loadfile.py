@@ -44,7 +44,7 @@ def render(cluster: str, accounts: Sequence[AccountSpec], users: Iterable[Tuple[
         by_parent.setdefault(safety.name(spec.parent, "parent account"), []).append(spec)
     users_by_account: Dict[str, List[str]] = {}
     for user, account in users:
-        users_by_account.setdefault(safety.owned_account(account), []).append(safety.name(user, "user"))
+        users_by_account.setdefault(safety.owned_account(account), []).append(safety.user(user))
 
     lines = [f"Cluster - '{cluster}'"]
     created = {spec.name for spec in accounts}

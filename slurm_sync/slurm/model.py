@@ -22,6 +22,7 @@ class Association:
     grp_tres_mins: Mapping[str, int] = field(default_factory=dict)  # TRES -> minutes; mem in MB
     is_default: bool = False  # for user rows: this account is the user's DefaultAccount
     description: str = ""  # account rows: the account's Description (slurm-sync writes its ownership mark here)
+    partition: str = ""  # a partition-specific user association (slurm-sync makes none; a site may)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,13 @@ class CancelJobs:
 
 
 @dataclass(frozen=True)
+class CancelUserJobs:
+    """Cancel the jobs of these users charged to these accounts: a member leaving an allocation."""
+
+    users: Tuple[Tuple[str, str], ...]  # (user, account)
+
+
+@dataclass(frozen=True)
 class RemoveAccounts:
     """Remove accounts (children before parents; the adapter keeps the given order)."""
 
@@ -104,7 +112,7 @@ class RemoveAccounts:
 
 
 Operation = Union[AddAccounts, SetLimits, AddUsers, SetDefaultAccounts, RemoveUsers, DeleteUsers, CancelJobs,
-                  RemoveAccounts]
+                  CancelUserJobs, RemoveAccounts]
 
 
 # ---- accounting ------------------------------------------------------------------

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
 from . import loadfile, safety
 from .executor import CommandResult, NativeExecutor, SlurmCommandError
-from .model import (AddAccounts, AddUsers, Association, CancelJobs, DeleteUsers, Operation, RemoveAccounts,
-                    RemoveUsers, SetDefaultAccounts, SetLimits)
+from .model import (AddAccounts, AddUsers, Association, CancelJobs, CancelUserJobs, DeleteUsers, Operation,
+                    RemoveAccounts, RemoveUsers, SetDefaultAccounts, SetLimits)
 from .sacctmgr_parse import ASSOC_FIELDS, USER_FIELDS, parse_associations, parse_default_accounts, parse_tres
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,8 @@ class SacctmgrClient:
         handlers = {
             AddAccounts: self._add_accounts, SetLimits: self._set_limits, AddUsers: self._add_users,
             SetDefaultAccounts: self._set_defaults, RemoveUsers: self._remove_users, DeleteUsers: self._delete_users,
-            CancelJobs: self._cancel_jobs, RemoveAccounts: self._remove_accounts,
+            CancelJobs: self._cancel_jobs, CancelUserJobs: self._cancel_user_jobs,
+            RemoveAccounts: self._remove_accounts,
         }
         try:
             for operation in operations:
@@ -159,7 +160,7 @@ class SacctmgrClient:
         by_account: Dict[str, List[str]] = {}
         for user, account in op.defaults:
             by_account.setdefault(safety.owned_account(account, "default account"), []).append(
-                safety.name(user, "user"))
+                safety.user(user))
         for account, users in by_account.items():
             self._write(report, ["modify", "user", "where", "name=" + ",".join(users),
                                  f"cluster={self.cluster}", "set", f"DefaultAccount={account}"])
@@ -170,7 +171,7 @@ class SacctmgrClient:
                                  "account=" + ",".join(accounts), f"cluster={self.cluster}"])
 
     def _delete_users(self, op: DeleteUsers, report: ApplyReport) -> None:
-        users = [safety.name(user, "user") for user in op.users]
+        users = [safety.user(user) for user in op.users]
         if users:
             self._write(report, ["remove", "user", "where", "name=" + ",".join(users), f"cluster={self.cluster}"])
 
@@ -181,12 +182,20 @@ class SacctmgrClient:
         and SLURM refuses to remove an account while it still has jobs.
         """
         accounts = [safety.owned_account(account) for account in op.accounts]
-        if not accounts:
-            return
+        if accounts:
+            self._cancel(report, ["--accounts=" + ",".join(accounts)])
+
+    def _cancel_user_jobs(self, op: CancelUserJobs, report: ApplyReport) -> None:
+        """As :meth:`_cancel_jobs`, for the jobs of leaving members (``--users`` and ``--accounts`` select the
+        cross product, so pairs are grouped as for ``remove user``)."""
+        for users, accounts in _cross_groups(op.users):
+            self._cancel(report, ["--accounts=" + ",".join(accounts), "--users=" + ",".join(users)])
+
+    def _cancel(self, report: ApplyReport, selection: List[str]) -> None:
         deadline = time.monotonic() + self.cancel_wait
         cancelled = False
         while True:
-            argv = ["squeue", "-h", "-o", "%A", "--accounts=" + ",".join(accounts)]
+            argv = ["squeue", "-h", "-o", "%A", *selection]
             report.commands.append(argv)
             ids = self.executor.run(argv, timeout=self.timeout).stdout.split()
             if not ids:
@@ -216,7 +225,7 @@ class SacctmgrClient:
         doomed = set(accounts)
         members = self._read("show", "assoc", "where", "account=" + ",".join(accounts), f"cluster={self.cluster}",
                              "format=User")
-        users = sorted({safety.name(user, "user") for user in members.split()})
+        users = sorted({safety.user(user) for user in members.split()})
         if users:
             # every cluster: a user with an association anywhere else keeps the user record
             rows = self._read("show", "assoc", "where", "user=" + ",".join(users), "format=User,Account,Cluster")
@@ -244,7 +253,7 @@ def _cross_groups(pairs: Iterable[Tuple[str, str]]) -> List[Tuple[List[str], Lis
     """
     users_by_account: Dict[str, Set[str]] = {}
     for user, account in pairs:
-        users_by_account.setdefault(safety.owned_account(account), set()).add(safety.name(user, "user"))
+        users_by_account.setdefault(safety.owned_account(account), set()).add(safety.user(user))
     accounts_by_users: Dict[FrozenSet[str], List[str]] = {}
     for account, users in users_by_account.items():
         accounts_by_users.setdefault(frozenset(users), []).append(account)

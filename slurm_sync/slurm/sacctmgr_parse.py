@@ -64,7 +64,8 @@ def parse_default_accounts(output: str) -> Dict[str, str]:
 def parse_associations(output: str, defaults: Mapping[str, str]) -> List[Association]:
     """``show account withassoc format=<ASSOC_FIELDS>`` -> associations.
 
-    Partition-specific rows and accounts without an association on a cluster are skipped.
+    Partition-specific user rows are kept with their partition (a user who has only those elsewhere still has
+    associations there); partition rows of accounts and accounts without an association on a cluster are skipped.
     """
     result: List[Association] = []
     for cluster, account, user, parent, partition, grp, description in rows(
@@ -74,8 +75,8 @@ def parse_associations(output: str, defaults: Mapping[str, str]) -> List[Associa
         if not account:
             logger.warning("skipping association without an account (user %r)", user)
             continue
-        if partition:
-            logger.debug("skipping partition association %s/%s/%s", account, user, partition)
+        if partition and not user:
+            logger.debug("skipping partition association %s/%s", account, partition)
             continue
         result.append(Association(
             account=account,
@@ -84,6 +85,7 @@ def parse_associations(output: str, defaults: Mapping[str, str]) -> List[Associa
             grp_tres_mins=parse_tres_minutes(grp),
             is_default=bool(user) and defaults.get(user) == account,
             description="" if user else description,
+            partition=partition,
         ))
     return result
 

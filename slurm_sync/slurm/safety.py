@@ -9,16 +9,27 @@ from __future__ import annotations
 import re
 from typing import Mapping
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-TRES = re.compile(r"^(gres/)?[a-z][a-z0-9_]*$")
-TEXT = re.compile(r"^[A-Za-z0-9 _.-]*$")
+# The one name policy: naming (what slurm-sync derives or accepts from Waldur), the load-file
+# writer and argv building all use these. ``fullmatch``, never ``$``: ``$`` matches before a
+# trailing newline, and a newline in a name crashed slurmdbd 22.05.
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+USER = re.compile(r"[a-z_][a-z0-9._-]{0,31}")  # a Linux login: useradd's rule, lower case, at most 32
+TRES = re.compile(r"(gres/)?[a-z][a-z0-9_]*")
+TEXT = re.compile(r"[A-Za-z0-9 _.-]*")
 TEXT_MAX = 100
 RESERVED_ACCOUNTS = frozenset({"root"})
 
 
 def name(value: object, what: str = "name") -> str:
-    if not isinstance(value, str) or not NAME.match(value):
+    """An account or cluster name."""
+    if not isinstance(value, str) or not NAME.fullmatch(value):
         raise ValueError(f"unsafe SLURM {what} {value!r}: must match {NAME.pattern}")
+    return value
+
+
+def user(value: object, what: str = "user") -> str:
+    if not isinstance(value, str) or not USER.fullmatch(value) or value.endswith((".", "-")) or ".." in value:
+        raise ValueError(f"unsafe SLURM {what} {value!r}: must match {USER.pattern}")
     return value
 
 
@@ -31,7 +42,7 @@ def owned_account(value: object, what: str = "account") -> str:
 
 
 def tres(value: object) -> str:
-    if not isinstance(value, str) or not TRES.match(value) or len(value) > 64:
+    if not isinstance(value, str) or not TRES.fullmatch(value) or len(value) > 64:
         raise ValueError(f"unsafe TRES name {value!r}: must match {TRES.pattern}")
     return value
 
@@ -48,6 +59,6 @@ def limits(values: Mapping[str, int]) -> dict:
 
 def text(value: object, what: str = "text") -> str:
     """Descriptions and organizations: short, and only ``[A-Za-z0-9 _.-]`` (no quotes, no ``|``)."""
-    if not isinstance(value, str) or not TEXT.match(value) or len(value) > TEXT_MAX:
+    if not isinstance(value, str) or not TEXT.fullmatch(value) or len(value) > TEXT_MAX:
         raise ValueError(f"unsafe SLURM {what} {value!r}: must match {TEXT.pattern}, at most {TEXT_MAX} chars")
     return value

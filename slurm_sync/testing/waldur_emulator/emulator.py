@@ -132,6 +132,18 @@ class WaldurEmulator:
     def remove_team_member(self, resource_uuid, user_uuid):
         self.store.remove_team_member(resource_uuid, user_uuid)
 
+    def set_offering_username(self, offering_user_uuid, username):
+        self.store.set_offering_username(offering_user_uuid, username)
+
+    @property
+    def token_is_provider_owner(self) -> bool:
+        """False plays a token of the provider's service manager: project_permissions answers 403."""
+        return self.store.token_is_provider_owner
+
+    @token_is_provider_owner.setter
+    def token_is_provider_owner(self, value):
+        self.store.token_is_provider_owner = bool(value)
+
     def set_resource_state(self, resource_uuid, state):
         with self.store.lock:
             self.store.touch(self.store.get("resources", resource_uuid), state=state)

@@ -8,6 +8,7 @@ SLURM allocation appears), done (Create/Update/Restore → OK with the order's
 limits, Terminate → Terminated), erred (→ Erred). Profile flags give the 7.0 answers.
 """
 from . import errors
+from .allocations import schedule_update
 
 
 def _wrong_state(store, valid: str) -> errors.ApiError:
@@ -33,14 +34,13 @@ def approve(store, order, body):
         order["attributes"].update(body["attributes"])
     if order["type"] == "Create":
         store.create_allocation(resource, "Creation Scheduled")
-    allocation = resource["allocation"]
-    if (order["type"] == "Update" and store.profile.update_needs_allocation_ok
-            and (allocation is None or allocation["state"] != "OK")):
-        # Row 8: Waldur 7.0's processor fails the order during the approval itself.
-        current = allocation["state"] if allocation else "Creation Scheduled"
-        _finish(store, order, "erred",
-                error_message=f"Can't switch from state '{current}' using method 'schedule_updating'")
-        return
+    if order["type"] == "Update" and store.profile.update_schedules_allocation:
+        # Rows 8, 22: Waldur 7.0's processor schedules the allocation's update during the approval itself,
+        # and errs the order there (the approve still answers 200) when the allocation is not OK or Erred.
+        refused = schedule_update(store, resource)
+        if refused:
+            _finish(store, order, "erred", error_message=refused)
+            return
     _finish(store, order, "executing")
     if order["type"] == "Update":
         store.touch(resource, state="Updating")

@@ -39,8 +39,6 @@ class Profile:
     provider_set_as_ok: bool = True
     provider_refresh_last_sync: bool = True
     provider_set_as_erred_forbidden: bool = False
-    # row 8: an Update approval needs the allocation reported OK through slurm-remote set_state
-    update_needs_allocation_ok: bool = False
     # row 10
     user_usages_plural: bool = True
     # row 11
@@ -57,6 +55,26 @@ class Profile:
     reject_create_terminates_resource: bool = False
     # row 15: offering users hidden unless the offering lets the provider manage them
     offering_users_need_provider_management: bool = False
+    # row 18: SLURM-remote per-user set_usage as 7.0 has it: integer fields, ``user`` required (500
+    # without), and 500 for an offering with a component type other than cpu, ram, gpu
+    remote_usage_strict: bool = False
+    # row 20: a refused allocation transition answers 409 (TransitionNotAllowed) and ``ok`` is allowed
+    # from any state
+    allocation_transition_status: int = 400
+    allocation_ok_from_anywhere: bool = False
+    # row 21: ``set_state ok`` from Creating completes the Create order (order done, resource OK)
+    allocation_ok_completes_create: bool = False
+    # row 22: approving an Update schedules the allocation's update (allowed from OK or Erred)
+    update_schedules_allocation: bool = False
+    # row 24: a ``limit`` component's limit_amount caps the sum of every resource's limits at order time
+    limit_amount_is_offering_cap: bool = False
+    # Answers as the current OpenAPI schema has them (waldur-api-client 8.x; tests/test_waldur_contract.py):
+    # approve_by_provider answers {"detail": …} (OrderInfoResponse), not an empty body
+    approve_answers_detail: bool = True
+    # no ``modified`` on offerings and component usages, slurm-associations {uuid, username, allocation}
+    # only, and a resource's ``last_sync`` is a datetime (its creation until first synced), never null.
+    # The 7.0 profile keeps the emulator's earlier answers here: the 7.0 table measured none of these.
+    schema_fields: bool = True
 
 
 CURRENT = Profile(name="current")
@@ -75,7 +93,6 @@ V7_0 = Profile(
     provider_set_as_ok=False,
     provider_refresh_last_sync=False,
     provider_set_as_erred_forbidden=True,
-    update_needs_allocation_ok=True,
     user_usages_plural=False,
     usage_date_ignored=True,
     usage_billing_types=("usage", "limit"),
@@ -86,6 +103,14 @@ V7_0 = Profile(
     duplicate_component_status=500,
     reject_create_terminates_resource=True,
     offering_users_need_provider_management=True,
+    approve_answers_detail=False,
+    schema_fields=False,
+    remote_usage_strict=True,
+    allocation_transition_status=409,
+    allocation_ok_from_anywhere=True,
+    allocation_ok_completes_create=True,
+    update_schedules_allocation=True,
+    limit_amount_is_offering_cap=True,
 )
 
 PROFILES = {"current": CURRENT, "7.0": V7_0}

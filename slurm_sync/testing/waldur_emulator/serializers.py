@@ -37,7 +37,7 @@ def order(store, record):
         "resource_uuid": allocation["uuid"] if allocation else None,
         "resource_name": resource["name"], "resource_type": "SLURM.Allocation",
         "limits": dict(record["limits"]), "attributes": dict(record["attributes"]),
-        "plan_uuid": record["plan_uuid"], "backend_id": resource["backend_id"],
+        "plan_uuid": record["plan_uuid"], "backend_id": record.get("backend_id", ""),
         "error_message": record["error_message"], "error_traceback": record["error_traceback"],
         "provider_rejection_comment": record["provider_rejection_comment"],
         "created": iso(record["created"]), "modified": iso(record["modified"]),
@@ -61,7 +61,8 @@ def resource(store, record):
         "resource_uuid": allocation["uuid"] if allocation else None,
         "resource_type": "SLURM.Allocation",
         "created": iso(record["created"]), "modified": iso(record["modified"]),
-        "last_sync": iso(record["last_sync"]),
+        # Waldur's default is the creation time; 7.0 rendering keeps null until synced
+        "last_sync": iso(record["last_sync"] or (record["created"] if store.profile.schema_fields else None)),
     }
     if store.profile.resource_slugs:
         data["slug"] = record["slug"]
@@ -105,6 +106,11 @@ def component(store, record):
     return data
 
 
+def _legacy_modified(store, record):
+    """``modified`` where the current schema has none (kept on the 7.0 profile, see profiles.schema_fields)."""
+    return {} if store.profile.schema_fields else {"modified": iso(record["modified"])}
+
+
 def offering(store, record):
     return {
         "uuid": record["uuid"], "url": _url(store, "marketplace-provider-offerings", record["uuid"]),
@@ -112,7 +118,7 @@ def offering(store, record):
         "state": "Active", "plugin_options": dict(record["plugin_options"]),
         "components": [component(store, c) for c in record["components"]],
         "plans": [{"uuid": record["plan"]["uuid"], "name": record["plan"]["name"]}],
-        "created": iso(record["created"]), "modified": iso(record["modified"]),
+        "created": iso(record["created"]), **_legacy_modified(store, record),
     }
 
 
@@ -128,7 +134,7 @@ def component_usage(store, record):
         "date": iso(record["date"]), "billing_period": iso(record["billing_period"]),
         "resource_uuid": resource_record["uuid"], "resource_name": resource_record["name"],
         "offering_uuid": offering_record["uuid"], "recurring": False,
-        "created": iso(record["created"]), "modified": iso(record["modified"]),
+        "created": iso(record["created"]), **_legacy_modified(store, record),
     }
 
 
@@ -158,13 +164,14 @@ def plan_period(store, record):
 
 def association(store, record):
     resource_record = store.resources[record["resource_uuid"]]
-    return {
+    data = {
         "uuid": record["uuid"], "username": record["username"],
         "allocation": _url(store, "slurm-allocations", resource_record["allocation"]["uuid"]),
-        "allocation_uuid": resource_record["allocation"]["uuid"],
-        "marketplace_resource_uuid": resource_record["uuid"],
-        "created": iso(record["created"]),
     }
+    if not store.profile.schema_fields:
+        data.update(allocation_uuid=resource_record["allocation"]["uuid"],
+                    marketplace_resource_uuid=resource_record["uuid"], created=iso(record["created"]))
+    return data
 
 
 def slurm_user_usage(store, record):

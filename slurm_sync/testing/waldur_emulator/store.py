@@ -27,7 +27,7 @@ COMPONENT_DEFAULTS = {
 MODEL_NAMES = {
     "orders": "Order", "resources": "Resource", "offerings": "Offering",
     "offering_users": "OfferingUser", "component_usages": "ComponentUsage",
-    "customers": "Customer", "projects": "Project", "users": "User",
+    "customers": "Customer", "projects": "Project", "users": "User", "service_providers": "ServiceProvider",
 }
 
 
@@ -52,7 +52,9 @@ class Store:
             self.team = {}  # project uuid -> {user uuid: {"role", "expiration_time"}}
             self.component_usages, self.user_usages = {}, {}
             self.associations, self.slurm_user_usages = {}, {}
+            self.service_providers = {}
             self.provider_permissions_loaded = True
+            self.token_is_provider_owner = True  # False: a service manager's token (no project permissions)
             self._seq = 0
 
     # ----------------------------------------------------------------- helpers
@@ -113,6 +115,8 @@ class Store:
             )
             for component in DEFAULT_COMPONENTS if components is None else components:
                 self.add_component(offering["uuid"], component)
+            if not any(p["customer_uuid"] == customer_uuid for p in self.service_providers.values()):
+                self.new("service_providers", customer_uuid=customer_uuid)
             return offering
 
     def add_component(self, offering_uuid, component: dict) -> dict:
@@ -178,6 +182,8 @@ class Store:
             if state not in self.profile.order_states:
                 raise ValueError(f"order state {state!r} does not exist on profile {self.profile.name}")
             attributes = dict(attributes or {})
+            if type in ("Create", "Update") and self.profile.limit_amount_is_offering_cap:
+                self._check_offering_cap(offering, limits or {}, resource_uuid)
             if type == "Create":
                 name = attributes.get("name") or f"resource-{self._seq + 1}"
                 attributes.setdefault("name", name)
@@ -197,9 +203,21 @@ class Store:
                 "orders", type=type, state=state, resource_uuid=resource["uuid"],
                 offering_uuid=offering["uuid"], project_uuid=project["uuid"],
                 limits=dict(limits if limits is not None else resource["limits"]),
-                attributes=attributes, plan_uuid=offering["plan"]["uuid"], error_message="",
+                attributes=attributes, plan_uuid=offering["plan"]["uuid"], error_message="", backend_id="",
                 error_traceback="", provider_rejection_comment="", completed_at=None,
             )
+
+    def _check_offering_cap(self, offering, limits, replacing=None):
+        """Row 24: a consumer's Create or update_limits is refused (400 on the consumer's API, a ValueError
+        here) when a ``limit`` component's limit_amount is below the sum of every resource's limits."""
+        for component in offering["components"]:
+            cap = component.get("limit_amount")
+            if component["billing_type"] != "limit" or cap is None or component["type"] not in limits:
+                continue
+            total = sum(int(r["limits"].get(component["type"], 0)) for r in self.resources.values()
+                        if r["offering_uuid"] == offering["uuid"] and r["uuid"] != replacing)
+            if total + int(limits[component["type"]]) > int(cap):
+                raise ValueError(f"Total limit exceeds threshold {cap}.")
 
     def add_team_member(self, resource_uuid, user_uuid, role="member", expiration_time=None):
         """Team membership is kept per project, as in Waldur, and shown per resource."""
@@ -213,6 +231,11 @@ class Store:
         with self.lock:
             resource = self.get("resources", resource_uuid)
             self.team.get(resource["project_uuid"], {}).pop(normalize_uuid(user_uuid), None)
+
+    def set_offering_username(self, offering_user_uuid, username):
+        """What the provider's PATCH (or Waldur's username generator) does: no order comes of it."""
+        with self.lock:
+            self.touch(self.get("offering_users", offering_user_uuid), username=username or "")
 
     # ----------------------------------------------------------------- queries
     def snapshot(self, table: str, uuid) -> dict:

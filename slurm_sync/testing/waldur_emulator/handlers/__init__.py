@@ -1,2 +1,2 @@
 """Endpoint handlers; importing this package registers every route."""
-from . import offerings, orders, resources, slurm_remote, usages  # noqa: F401
+from . import offerings, orders, resources, service_providers, slurm_remote, usages  # noqa: F401

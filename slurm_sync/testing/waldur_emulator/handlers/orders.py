@@ -39,14 +39,15 @@ def get_order(request, uuid):
     return detail_response(request, request.store.get("orders", uuid), serializers.order)
 
 
-def _action(transition):
+def _action(transition, answer=lambda profile: None):
     def handler(request, uuid):
         transition(request.store, request.store.get("orders", uuid), body_dict(request))
-        return Response(200, None)
+        return Response(200, answer(request.profile))
     return handler
 
 
-route("POST", "marketplace-orders/{uuid}/approve_by_provider/")(_action(machine.approve))
+route("POST", "marketplace-orders/{uuid}/approve_by_provider/")(_action(
+    machine.approve, lambda p: {"detail": "Order has been approved."} if p.approve_answers_detail else None))
 route("POST", "marketplace-orders/{uuid}/reject_by_provider/")(_action(machine.reject))
 route("POST", "marketplace-orders/{uuid}/set_state_done/")(
     _action(lambda store, order, body: machine.set_done(store, order)))

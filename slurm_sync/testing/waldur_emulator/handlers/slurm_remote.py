@@ -76,6 +76,8 @@ def remote_set_usage(request, uuid):
     body = body_dict(request)
     username = _username(request)
     month, year = _month_and_year(body)
+    if store.profile.remote_usage_strict:
+        _strict_remote_usage(store, resource, body)
     amounts = {k: clean_amount(body.get(k, 0), k) for k in ("cpu_usage", "ram_usage", "gpu_usage")}
     existing = next((u for u in store.slurm_user_usages.values()
                      if u["resource_uuid"] == resource["uuid"] and u["username"] == username
@@ -86,6 +88,22 @@ def remote_set_usage(request, uuid):
         store.new("slurm_user_usages", resource_uuid=resource["uuid"], username=username,
                   month=month, year=year, user=body.get("user"), **amounts)
     return Response(200, {"status": "Usage has been set."})
+
+
+def _strict_remote_usage(store, resource, body):
+    """Row 18, as a real 7.0.7 answered: integer fields (a decimal is a 400), ``user`` read with body["user"]
+    (a KeyError, so a 500, without it), and a post-save hook reading ``<type>_usage`` for every component of
+    the offering (a 500 for any type but cpu, ram and gpu): nothing is kept in either 500 case."""
+    for field in ("cpu_usage", "ram_usage", "gpu_usage"):
+        value = body.get(field, 0)
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isdigit())):
+            raise errors.bad_request({field: ["A valid integer is required."]})
+    if "user" not in body:
+        raise errors.server_error("KeyError: 'user'")
+    offering = store.offerings[resource["offering_uuid"]]
+    odd = [c["type"] for c in offering["components"] if c["type"] not in ("cpu", "ram", "gpu")]
+    if odd:
+        raise errors.server_error(f"'AllocationUserUsage' object has no attribute '{odd[0]}_usage'")
 
 
 def _allocation_filter(request, get_resource_uuid):
