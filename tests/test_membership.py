@@ -179,3 +179,20 @@ def test_a_site_user_with_partition_associations_keeps_them(bed, waldur, scenari
     assert sync.run().removed == [(login, a + "part")]
     rows = sacctmgr_rows("show", "assoc", f"user={login}", "format=Account,Partition")
     assert rows == [[site, "bed"]]
+
+
+def test_a_member_leaving_two_allocations_of_a_project_is_removed_whole(bed, waldur, scenario, slurm_sandbox):
+    """Both of its associations go in one plan: the user is removed whole (22.05 refuses `remove user ...
+    cluster=` for a user with several associations, found by benchmarks/membership_sync.py)."""
+    processor, sync, _ = bed
+    root, a = processor.policy.default_account, processor.policy.allocation_prefix
+    login = f"mw{slurm_sandbox[1:7]}"
+    member = waldur.add_user(f"{login}-waldur")
+    waldur.add_offering_user(scenario.offering["uuid"], member["uuid"], login)
+    orders = [scenario.create("acme", "physics", name, team=()) for name in ("two-a", "two-b")]
+    waldur.add_team_member(orders[0]["marketplace_resource_uuid"], member["uuid"])  # the project's team: both
+    processor.process(processor.waldur.active_orders())
+    assert {(u, acc) for u, acc in users_of(root) if u == login} == {(login, a + "two-a"), (login, a + "two-b")}
+    waldur.remove_team_member(orders[0]["marketplace_resource_uuid"], member["uuid"])
+    assert sorted(sync.run().removed) == [(login, a + "two-a"), (login, a + "two-b")]
+    assert login not in {u for u, in sacctmgr_rows("show", "user", "format=User")}

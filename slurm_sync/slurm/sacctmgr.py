@@ -173,7 +173,10 @@ class SacctmgrClient:
     def _delete_users(self, op: DeleteUsers, report: ApplyReport) -> None:
         users = [safety.user(user) for user in op.users]
         if users:
-            self._write(report, ["remove", "user", "where", "name=" + ",".join(users), f"cluster={self.cluster}"])
+            # Without cluster=: with it, 22.05 refuses a user holding several associations there ("You can not
+            # remove the default account of a user"; measured by benchmarks/membership_sync.py). The planner
+            # deletes a user whole only when the tree it read (every cluster's) shows nothing else of it.
+            self._write(report, ["remove", "user", "where", "name=" + ",".join(users)])
 
     def _cancel_jobs(self, op: CancelJobs, report: ApplyReport) -> None:
         """``squeue --accounts=a,b`` then one ``scancel <ids>``; wait until the jobs are gone.
