@@ -121,7 +121,7 @@ class _Planner:
 
     def resolve(self, changes: _Changes, ref: AccountRef, parent: str) -> str:
         """The account ``ref`` marks (it must hang under ``parent``), else a new one under a free name."""
-        found = self.marked(ref.mark, changes)
+        found = self.marked(ref.mark, changes) or self._legacy(ref)
         if found:
             if self.parent(found, changes) != parent:
                 raise OrderRejected(f"SLURM account {found!r} ({ref.mark}) is under {self.parent(found, changes)!r}, "
@@ -133,6 +133,15 @@ class _Planner:
                 return name
         raise OrderRejected(f"SLURM accounts {', '.join(map(repr, ref.names))} exist and are not slurm-sync's for "
                             f"{ref.mark}; rename them or change the SLURM_*_PREFIX settings")
+
+    def _legacy(self, ref: AccountRef) -> Optional[str]:
+        """A parent made by a slurm-sync before uuid marks: its Description names the account itself
+        (``waldur-project-<name>``). Taken for its plain name only, where Waldur's unique slugs put it."""
+        name = ref.names[0]
+        kind = ref.mark.split("-")[1]
+        if self.actual.description(name) == ownership_mark(kind, name) and name not in self.done.remove_accounts:
+            return name
+        return None
 
     def owned_allocation(self, spec: AllocationSpec, changes: _Changes) -> Optional[str]:
         """The existing account of ``spec``'s resource: its backend_id cross-checked with the ownership mark.

@@ -261,3 +261,15 @@ def test_a_user_with_partition_associations_elsewhere_is_not_deleted_whole():
     plan = plan_batch([spec(allocation="a_alloc", users=("alice",))], tree(*rows), POLICY)
     assert DeleteUsers(("bob",)) not in plan.operations
     assert plan.operations[-1] == RemoveUsers((("bob", "a_alloc"),))
+
+
+def test_parents_an_earlier_slurm_sync_marked_by_name_are_still_found():
+    """Upgrade: customer and project accounts made before uuid marks carry waldur-<kind>-<their own name>."""
+    rows = [acct("waldur", "root", description="waldur-slurm-sync"), acct("c_x", "waldur", description="waldur-customer-c_x"),
+            acct("p_x", "c_x", description="waldur-project-p_x"),
+            acct("a_alloc", "p_x", {"cpu": 600}, ownership_mark("allocation", R1)),
+            user("alice", "a_alloc", default=True), user("bob", "a_alloc", default=True)]
+    plan = plan_batch([spec(allocation="a_alloc", limits={"cpu": 1200})], tree(*rows), POLICY)
+    assert not plan.errors and plan.operations == [SetLimits((("a_alloc", {"cpu": 1200}),), (("a_alloc", "p_x"),))]
+    create = plan_batch([spec(order="c", source="new", resource=R2)], tree(*rows), POLICY)
+    assert [(a.name, a.parent) for a in create.operations[0].accounts] == [("a_new", "p_x")]
