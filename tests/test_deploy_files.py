@@ -390,8 +390,14 @@ def _read_only_root(argv: List[str], service: dict) -> List[str]:
     capabilities, no_new_privs (a private mount namespace; needs root, as the bed's tests do)."""
     mounts_ = " && ".join(f"mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs {shlex.quote(path)}"
                           for path in service["tmpfs"])
-    inner = (f"mount -o remount,bind,ro / && {mounts_} && mkdir -p /tmp/state && exec setpriv --inh-caps=-all "
-             f"--bounding-set=-all --no-new-privs -- \"$@\"")
+    # A checkout under one of those paths (a clone in /tmp, say) would be hidden by its tmpfs: it is held on
+    # /mnt across the remount and moved back on top (compose has the code in the image, outside any tmpfs).
+    hidden = any(str(REPO).startswith(path.rstrip("/") + "/") for path in service["tmpfs"])
+    repo = shlex.quote(str(REPO))
+    hold = f"mount -n --rbind {repo} /mnt && " if hidden else ""
+    back = f" && mkdir -p {repo} && mount -n --move /mnt {repo}" if hidden else ""
+    inner = (f"{hold}mount -o remount,bind,ro / && {mounts_}{back} && mkdir -p /tmp/state && exec setpriv "
+             f"--inh-caps=-all --bounding-set=-all --no-new-privs -- \"$@\"")
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner, "sh", *argv]
 
 
