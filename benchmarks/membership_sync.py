@@ -91,8 +91,12 @@ def orders(name, processor, spy, emu, count):
     started = time.monotonic()
     result = processor.process(processor.waldur.active_orders())
     requests = len(emu.requests) - before
+    writes = [argv for argv in spy.calls if argv[:2] == ["sacctmgr", "-i"]]
+    kinds = {}
+    for argv in writes:
+        kinds[" ".join(argv[2:4])] = kinds.get(" ".join(argv[2:4]), 0) + 1
     print(f"{name}: {time.monotonic() - started:.2f} s, done {len(result.by_result('done'))}, Waldur requests "
-          f"{requests} ({requests / count:.2f} per order), sacctmgr writes {spy.writes()}")
+          f"{requests} ({requests / count:.2f} per order), sacctmgr writes {len(writes)} {kinds}")
 
 
 def main() -> int:

@@ -39,6 +39,7 @@ class _Changes:
     parents: Dict[str, str] = field(default_factory=dict)  # of the accounts in ``limits``, set with them
     add_users: List[Tuple[str, str]] = field(default_factory=list)
     defaults: Dict[str, str] = field(default_factory=dict)
+    default_parents: Dict[str, str] = field(default_factory=dict)  # of the accounts in ``defaults``
     cancel: List[str] = field(default_factory=list)
     cancel_users: List[Tuple[str, str]] = field(default_factory=list)  # (user, account): a leaving member's jobs
     remove_users: List[Tuple[str, str]] = field(default_factory=list)
@@ -50,6 +51,7 @@ class _Changes:
         self.limits.update(other.limits)
         self.parents.update(other.parents)
         self.defaults.update(other.defaults)
+        self.default_parents.update(other.default_parents)
         for mine, theirs in ((self.new_users, other.new_users), (self.add_users, other.add_users),
                              (self.cancel, other.cancel), (self.cancel_users, other.cancel_users),
                              (self.remove_users, other.remove_users),
@@ -65,7 +67,9 @@ class _Changes:
         if self.add_users:
             ops.append(AddUsers(tuple(self.add_users)))
         if self.defaults:
-            ops.append(SetDefaultAccounts(tuple(sorted(self.defaults.items()))))
+            targets = set(self.defaults.values())
+            ops.append(SetDefaultAccounts(tuple(sorted(self.defaults.items())), tuple(sorted(
+                (account, parent) for account, parent in self.default_parents.items() if account in targets))))
         if self.cancel:
             ops.append(CancelJobs(tuple(self.cancel)))
         if self.cancel_users:
@@ -210,7 +214,7 @@ class _Planner:
                 changes.delete_users.append(user)
                 continue
             if self.actual.default_of.get(user) in leaving:
-                changes.defaults[user] = keep[0]
+                self.set_default(changes, user, keep[0])
             changes.remove_users.append((user, account))
 
     def _kept_accounts(self, user: str, leaving: Set[str]) -> List[str]:
@@ -239,15 +243,29 @@ class _Planner:
             else:
                 break
         changes.cancel.extend(doomed)
-        # The adapter's RemoveAccounts removes the accounts' users (whole where nothing else is
-        # left to them); a user that keeps other accounts must first have its default moved there.
-        for account in doomed:
-            for user in sorted(self.actual.users.get(account, ())):
-                keep = self._kept_accounts(user, leaving=set(doomed))
-                if keep and self.actual.default_of.get(user) == account:
-                    changes.defaults[user] = keep[0]
         changes.remove_accounts.extend(doomed)
-        return name, changes
+        return name, changes  # defaults are moved once the whole batch's removals are known: move_defaults
+
+    def move_defaults(self) -> None:
+        """The adapter's RemoveAccounts removes the accounts' users (whole where nothing else is left to them);
+        a user that keeps another association must first have its DefaultAccount moved there — never to an
+        account this batch removes too (that cost a modify per Terminate, and the move was undone at once)."""
+        removed = set(self.done.remove_accounts)
+        for account in self.done.remove_accounts:
+            for user in sorted(self.actual.users.get(account, ())):
+                if self.actual.default_of.get(user) not in removed or user in self.done.defaults:
+                    continue
+                leaving = removed | {a for u, a in self.done.remove_users if u == user}
+                gained = {a for u, a in self.done.new_users + self.done.add_users if u == user}
+                keep = sorted((self.actual.accounts_of.get(user, set()) | gained) - leaving)
+                if keep:
+                    self.set_default(self.done, user, keep[0])
+
+    def set_default(self, changes: _Changes, user: str, account: str) -> None:
+        changes.defaults[user] = account
+        parent = self.parent(account, changes)
+        if parent:
+            changes.default_parents[account] = parent
 
     def _empty_after(self, account: str, leaving: Set[str]) -> bool:
         children = self.actual.children.get(account, set()) - leaving - set(self.done.remove_accounts)
@@ -283,5 +301,6 @@ def plan_batch(specs: Sequence[AllocationSpec], actual: ActualState, policy: Nam
             continue
         planner.done.merge(changes)
         plan.accounts[spec.order_uuid] = name
+    planner.move_defaults()
     plan.operations = planner.done.operations()
     return plan

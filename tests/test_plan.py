@@ -78,7 +78,7 @@ def test_update_changes_limits_and_clears_dropped_tres():
 def test_team_change_adds_and_removes_moving_default_first_and_cancelling_the_leavers_jobs():
     rows = BUILT + [acct("other", "root"), user("bob", "other")]
     plan = plan_batch([spec(allocation="a_alloc", users=("alice", "carol"))], tree(*rows), POLICY)
-    assert plan.operations == [AddUsers((("carol", "a_alloc"),)), SetDefaultAccounts((("bob", "other"),)),
+    assert plan.operations == [AddUsers((("carol", "a_alloc"),)), SetDefaultAccounts((("bob", "other"),), (("other", "root"),)),
                                CancelUserJobs((("bob", "a_alloc"),)), RemoveUsers((("bob", "a_alloc"),))]
 
 
@@ -102,7 +102,7 @@ def test_terminate_moves_the_default_of_a_user_who_keeps_other_accounts():
     rows = BUILT + [acct("site", "root"), user("bob", "site")]
     plan = plan_batch([spec(remove=True, allocation="a_alloc")], tree(*rows), POLICY)
     assert kinds(plan) == [SetDefaultAccounts, CancelJobs, RemoveAccounts]
-    assert plan.operations[0] == SetDefaultAccounts((("bob", "site"),))
+    assert plan.operations[0] == SetDefaultAccounts((("bob", "site"),), (("site", "root"),))
 
 
 def test_user_losing_its_last_association_is_deleted_whole():
@@ -273,3 +273,15 @@ def test_parents_an_earlier_slurm_sync_marked_by_name_are_still_found():
     assert not plan.errors and plan.operations == [SetLimits((("a_alloc", {"cpu": 1200}),), (("a_alloc", "p_x"),))]
     create = plan_batch([spec(order="c", source="new", resource=R2)], tree(*rows), POLICY)
     assert [(a.name, a.parent) for a in create.operations[0].accounts] == [("a_new", "p_x")]
+
+
+def test_terminating_many_never_moves_a_default_to_an_account_the_batch_removes():
+    """Issue 16: alice's default is a_alloc; her other association a_two goes in the same batch: no move at all
+    (she is removed whole by the adapter); bob keeps 'site', so his default goes there, once."""
+    rows = BUILT + [acct("a_two", "p_x", description=ownership_mark("allocation", R2)), user("alice", "a_two"),
+                    acct("site", "root"), user("bob", "site")]
+    plan = plan_batch([spec(order="t1", remove=True, allocation="a_alloc"),
+                       spec(order="t2", remove=True, allocation="a_two", resource=R2)], tree(*rows), POLICY)
+    assert [op for op in plan.operations if isinstance(op, SetDefaultAccounts)] == [
+        SetDefaultAccounts((("bob", "site"),), (("site", "root"),))]
+    assert plan.operations[-1] == RemoveAccounts(("a_alloc", "a_two", "p_x", "c_x", "waldur"))

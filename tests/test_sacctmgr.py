@@ -369,3 +369,32 @@ def test_real_bed_distinct_limits_in_one_load_keep_parent_description_and_users(
     again = sacctmgr.apply([SetLimits(tuple(same.items()), tuple((a, proj) for a in allocs))])
     assert again.commits == 0  # load answers "Nothing new added" when the limits are already there
     sacctmgr.apply([RemoveAccounts(tuple(allocs) + (proj,))])
+
+
+def test_default_moves_to_several_accounts_are_one_load():
+    executor = FakeExecutor([(["sacctmgr", "-i"], CommandResult(0, "", ""))])
+    sacctmgr = SacctmgrClient(executor, cluster="c1")
+    sacctmgr.apply([SetDefaultAccounts((("u1", "a1"), ("u2", "a1"), ("u3", "a2")), (("a1", "p1"), ("a2", "p2")))])
+    assert [argv for argv, _ in executor.calls] == [["sacctmgr", "-i", "load", "file=/dev/stdin"]]
+    assert executor.calls[0][1] == ("Cluster - 'c1'\nParent - 'p1'\nAccount - 'a1'\nParent - 'a1'\n"
+                                    "User - 'u1':DefaultAccount='a1'\nUser - 'u2':DefaultAccount='a1'\n"
+                                    "Parent - 'p2'\nAccount - 'a2'\nParent - 'a2'\nUser - 'u3':DefaultAccount='a2'\n")
+    one = FakeExecutor([(["sacctmgr", "-i"], CommandResult(0, "", ""))])
+    SacctmgrClient(one, cluster="c1").apply([SetDefaultAccounts((("u1", "a1"),), (("a1", "p1"),))])
+    assert one.calls[0][0][:4] == ["sacctmgr", "-i", "modify", "user"]  # one target: a modify is cheaper
+
+
+def test_real_bed_default_moves_in_one_load_keep_the_tree(bed_client, slurm_sandbox):
+    """The one-load DefaultAccount move on the real bed: defaults moved, nothing re-parented, marks kept."""
+    sacctmgr, top = bed_client, slurm_sandbox
+    x1, x2, y1, y2 = (f"{top}-{n}" for n in ("x1", "x2", "y1", "y2"))
+    u1, u2 = f"{top}d1", f"{top}d2"
+    sacctmgr.apply([AddAccounts(tuple(AccountSpec(a, top, description="mark " + a[-2:]) for a in (x1, x2, y1, y2)),
+                                ((u1, x1), (u2, x2)))])
+    sacctmgr.apply([AddUsers(((u1, y1), (u2, y2)))])
+    report = sacctmgr.apply([SetDefaultAccounts(((u1, y1), (u2, y2)), ((y1, top), (y2, top)))])
+    assert report.commits == 1 and report.processes == 1
+    rows = sacctmgr.read_associations()
+    assert {(r.user, r.account) for r in rows if r.is_default and r.user in (u1, u2)} == {(u1, y1), (u2, y2)}
+    assert {r.account: (r.parent, r.description) for r in rows if r.account in (y1, y2) and not r.user} == {
+        y1: (top, "mark y1"), y2: (top, "mark y2")}

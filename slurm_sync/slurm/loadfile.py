@@ -90,3 +90,20 @@ def render_limits(cluster: str, limits: Iterable[Tuple[str, str, Mapping[str, in
         lines.append(f"Parent - '{parent}'")
         lines.extend(accounts)
     return "\n".join(lines) + "\n"
+
+
+def render_defaults(cluster: str, moves: Iterable[Tuple[str, str, Sequence[str]]]) -> str:
+    """A load file moving users' DefaultAccount to accounts they are associated with: (account, parent, users).
+
+    Each account is listed under the parent it has, with no Description (kept as it is), then its users with
+    ``DefaultAccount``: ``load`` moves an existing user's default that way (measured on 22.05: "Changed Default
+    Account for User u a -> b"), in one commit for every user and account.
+    """
+    safety.name(cluster, "cluster")
+    lines = [f"Cluster - '{cluster}'"]
+    for account, parent, users in moves:
+        account = safety.owned_account(account)
+        lines += [f"Parent - '{safety.name(parent, 'parent account')}'", f"Account - '{account}'",
+                  f"Parent - '{account}'"]
+        lines += [f"User - '{safety.user(user)}':DefaultAccount='{account}'" for user in users]
+    return "\n".join(lines) + "\n"

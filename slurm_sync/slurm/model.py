@@ -67,9 +67,14 @@ class AddUsers:
 
 @dataclass(frozen=True)
 class SetDefaultAccounts:
-    """Move users' DefaultAccount (before removing the association it points to)."""
+    """Move users' DefaultAccount (before removing the association it points to).
+
+    ``parents`` names each new default account's parent where the planner knows it: those moves can go
+    together in one ``load`` (listed under the parent the account has, so nothing moves).
+    """
 
     defaults: Tuple[Tuple[str, str], ...]  # (user, new default account)
+    parents: Tuple[Tuple[str, str], ...] = ()  # (account, parent)
 
 
 @dataclass(frozen=True)

@@ -157,10 +157,17 @@ class SacctmgrClient:
                                  f"cluster={self.cluster}"])
 
     def _set_defaults(self, op: SetDefaultAccounts, report: ApplyReport) -> None:
+        """One ``modify user`` per new default account; moves to several accounts whose parents are known go
+        in one ``load`` instead (a mass Terminate moved defaults to 21 accounts: 21 commits, now one)."""
         by_account: Dict[str, List[str]] = {}
         for user, account in op.defaults:
             by_account.setdefault(safety.owned_account(account, "default account"), []).append(
                 safety.user(user))
+        parents = dict(op.parents)
+        if len(by_account) >= 2 and all(account in parents for account in by_account):
+            self._write(report, ["load", "file=/dev/stdin"], input=loadfile.render_defaults(
+                self.cluster, [(account, parents[account], users) for account, users in by_account.items()]))
+            return
         for account, users in by_account.items():
             self._write(report, ["modify", "user", "where", "name=" + ",".join(users),
                                  f"cluster={self.cluster}", "set", f"DefaultAccount={account}"])
