@@ -27,7 +27,7 @@ def report_allocation(waldur: WaldurAPI, components: Components, order: Mapping[
     A refusal (the allocation is unknown, say) is logged, not raised: SLURM is already right
     and the push cycle sends what is missing. Transient errors are raised so the task retries.
     """
-    if not waldur.generation.is_7_0:
+    if not waldur.takes_allocation_reports:
         return False
     resource = order.get("marketplace_resource_uuid") or ""
     kind = order.get("type")

@@ -161,7 +161,7 @@ class UsageReporter:
         """Err resources whose account vanished, recover those whose account is back; return the present ones."""
         present = {}
         # a 7.0-line server keeps the allocation's state where the provider cannot read it: go by what we reported
-        reported = self.store.state if self.waldur.generation.is_7_0 else (lambda uuid: None)
+        reported = self.store.state if self.waldur.hides_allocation_state else (lambda uuid: None)
         for account, resource in resources.items():
             shown = "Erred" if resource.get("state") == "Erred" else reported(resource["uuid"]) or resource.get("state")
             if actual.has(account):
@@ -265,7 +265,7 @@ class UsageReporter:
         changed_users = {t: v for t, v in changed_users.items() if v}
         if not changed and not changed_users:
             return
-        month_true = self.waldur.generation.usage_date_honoured
+        month_true = self.waldur.files_usage_by_date
         if changed:
             if closed and not month_true:
                 self._unreportable(resource, month, changed, sent_totals, result)

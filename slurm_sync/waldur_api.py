@@ -173,6 +173,25 @@ class WaldurAPI:
     def request_count(self) -> int:
         return self.client.request_count
 
+    # -- what the server can do, as intents (callers never ask which generation it is) --
+
+    @property
+    def files_usage_by_date(self) -> bool:
+        """set_usage files a post under the month of its date (a 7.0-line server files it under its own
+        current month, so a closed month can no longer be reported there)."""
+        return self.generation.usage_date_honoured
+
+    @property
+    def hides_allocation_state(self) -> bool:
+        """The allocation state slurm-sync reports cannot be read back (7.0: it lives behind slurm-remote)."""
+        return self.generation.is_7_0
+
+    @property
+    def takes_allocation_reports(self) -> bool:
+        """The server learns a SLURM allocation's state, limits and associations only from the provider's
+        marketplace-slurm-remote reports (7.0); the current line takes the order's own limits when it is done."""
+        return self.generation.is_7_0
+
     # -- orders --
 
     def active_orders(self, page_size: int = 200) -> List[Dict[str, Any]]:

@@ -84,6 +84,9 @@ def _associated(api: WaldurAPI, w) -> None:
 # set the stage (all are slurm-sync's calls, all are checked).
 CALLS: Dict[str, Callable[[WaldurAPI, Any], Any]] = {
     "generation": lambda api, w: api.generation,
+    "files_usage_by_date": lambda api, w: api.files_usage_by_date,  # the capabilities probe the generation
+    "hides_allocation_state": lambda api, w: api.hides_allocation_state,
+    "takes_allocation_reports": lambda api, w: api.takes_allocation_reports,
     "probe": lambda api, w: api.probe(),
     "offering": lambda api, w: api.offering(),
     "active_orders": lambda api, w: api.active_orders(),
