@@ -92,6 +92,16 @@ class PushResult:
     waldur_requests: int = 0
 
 
+def _created(resource: Mapping[str, Any]) -> Optional[datetime]:
+    """When Waldur created the resource (None when it does not say): no usage before it is the resource's."""
+    text = str(resource.get("created") or "")
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
 def billing_date(month: Month) -> str:
     """A moment inside the month in every time zone (the 15th, noon UTC)."""
     return datetime(month[0], month[1], 15, 12, tzinfo=timezone.utc).isoformat()
@@ -226,7 +236,8 @@ class UsageReporter:
         stats = ParseStats()
         jobs = read_jobs(sorted(present), window[0], window[1], tres_source=self.tres_source, lines=self.lines,
                          stats=stats)
-        report = compute_usage(jobs, window, {a: r["uuid"] for a, r in present.items()}, self.components, now)
+        report = compute_usage(jobs, window, {a: r["uuid"] for a, r in present.items()}, self.components, now,
+                               since={a: t for a, t in ((a, _created(r)) for a, r in present.items()) if t})
         result.sacct_calls += 1
         result.jobs += report.jobs_counted
         for account, resource in sorted(present.items()):

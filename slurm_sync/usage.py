@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
-from typing import Dict, Iterable, Mapping, Tuple
+from typing import Dict, Iterable, Mapping, Optional, Tuple
 
 from slurm_sync.billing import aware
 from slurm_sync.components import Components
@@ -49,10 +49,13 @@ def compute_usage(
     resources: Mapping[str, str],
     components: Components,
     now: datetime,
+    since: Optional[Mapping[str, datetime]] = None,
 ) -> UsageReport:
     """Sum the jobs' usage inside ``window`` = (start, end exclusive) per account and user.
 
     ``resources`` maps SLURM account -> Waldur resource; rows of other accounts are skipped.
+    ``since`` gives an account the moment its resource was created: time before it belongs to an earlier
+    allocation that had the same account name (terminated, its name free again) and is not this one's.
     A job still running (``end`` None) counts up to ``now``. Times are clipped to the window
     here (sacct runs without ``--truncate``, which slows slurmdbd 13x). Naive datetimes are taken as UTC.
     """
@@ -69,7 +72,8 @@ def compute_usage(
             if job.account not in resources:
                 report.jobs_ignored += 1
                 continue
-            seconds = _seconds_inside(job, start, end, now)
+            born = aware(since[job.account]) if since and job.account in since else start
+            seconds = _seconds_inside(job, max(start, born), end, now)
             report.jobs_counted += 1
             if seconds <= 0:
                 continue

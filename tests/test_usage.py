@@ -219,3 +219,16 @@ def test_naive_times_are_utc():
     aware = job(2, "acc_a", "alice", t(2024, 5, 3), t(2024, 5, 3, 1), gpu=1)
     report = compute_usage([naive, aware], window, RESOURCES, COMPONENTS, now=datetime(2024, 6, 1))
     assert report.totals["acc_a"]["gpu"] == 2
+
+
+def test_time_before_the_resource_was_created_belongs_to_an_earlier_allocation_of_that_name():
+    """A terminated allocation's account name is free again; a new resource that gets it the same month is not
+    billed the old one's jobs (found driving a real 7.0 server: a second allocation showed twice the usage)."""
+    start, end = month_window(2024, 5)
+    jobs = [job(1, "acc_a", "alice", t(2024, 5, 2, 10), t(2024, 5, 2, 11), cpu=1),   # the old allocation's
+            job(2, "acc_a", "alice", t(2024, 5, 9, 11, 30), t(2024, 5, 9, 12), cpu=1),  # straddles the creation
+            job(3, "acc_a", "alice", t(2024, 5, 10), t(2024, 5, 10, 1), cpu=1)]
+    report = compute_usage(jobs, (start, end), RESOURCES, COMPONENTS, now=t(2024, 7, 1),
+                           since={"acc_a": t(2024, 5, 9, 11, 45)})
+    assert report.totals["acc_a"]["cpu"] == Decimal(75) / 60000  # 15 + 60 cpu-minutes, in k-cpu-hours of 60000
+    assert report.totals["acc_b"]["cpu"] == 0

@@ -3,12 +3,16 @@
 Seeding methods return plain dicts rendered as the API (for the active profile)
 would show them; inspection methods read the state directly, without HTTP.
 """
+from datetime import datetime, timezone
+
 from . import serializers
 from .faults import Faults
 from .profiles import get_profile
 from .requestlog import RequestLog
 from .server import serve_in_thread
 from .store import Store, utc_now
+
+LONG_AGO = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 
 class WaldurEmulator:
@@ -114,10 +118,11 @@ class WaldurEmulator:
         return self._render(serializers.offering_user, record)
 
     def add_resource(self, offering_uuid, project_uuid, name, limits=None, attributes=None,
-                     state="OK", backend_id="", allocation_state="OK") -> dict:
-        """A resource whose Create is long done (not part of the brief's API, a shortcut)."""
+                     state="OK", backend_id="", allocation_state="OK", created=LONG_AGO) -> dict:
+        """A resource whose Create is long done (not part of the brief's API, a shortcut): created in 2000
+        unless ``created`` says otherwise, so jobs a test injects anywhere are the resource's."""
         record = self.store.add_resource(offering_uuid, project_uuid, name, limits, attributes,
-                                         state, backend_id, allocation_state)
+                                         state, backend_id, allocation_state, created)
         return self._render(serializers.resource, record)
 
     def create_order(self, offering_uuid, project_uuid, type="Create", limits=None,

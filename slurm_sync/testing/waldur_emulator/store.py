@@ -145,9 +145,9 @@ class Store:
                              state=state, is_restricted=is_restricted)
 
     def add_resource(self, offering_uuid, project_uuid, name, limits=None, attributes=None,
-                     state="OK", backend_id="", allocation_state="OK") -> dict:
+                     state="OK", backend_id="", allocation_state="OK", created=None) -> dict:
         """A resource as if its Create order was long done (``allocation_state`` None: no
-        SLURM allocation yet, as before approval)."""
+        SLURM allocation yet, as before approval); ``created`` backdates it."""
         with self.lock:
             offering = self.get("offerings", offering_uuid)
             project = self.get("projects", project_uuid)
@@ -162,6 +162,8 @@ class Store:
                 downscaled=False, restrict_member_access=False, end_date=None, last_sync=None,
                 plan_period_uuid=new_uuid(), allocation=None,
             )
+            if created is not None:
+                resource["created"] = created
             if allocation_state:
                 self.create_allocation(resource, allocation_state)
             return resource
