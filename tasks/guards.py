@@ -9,9 +9,10 @@ Keys (prefix ``slurm-sync:``), their TTLs and why:
 | ``order:<uuid>:lock`` | ORDER_LOCK_TTL (SLURM_SYNC_ORDER_LOCK_TTL, 300 s), renewed every third of it while its batch runs | two workers never process one order at once; expires so a killed worker's order is picked up again |
 | ``order:<uuid>:final`` | 7 days | a re-delivered task or a re-listed order does no second write |
 | ``lock:slurm-writes`` | ORDER_LOCK_TTL, renewed every third of it while the batch runs (a dead worker's lapses) | one batch at a time reads, plans and writes the tree, whatever the worker count: slurmdbd 22.05 corrupted its tree under concurrent writers here, and two batches planned from one read would collide |
+| ``lock:sync-memberships`` | poll interval x 5 (released at the end) | a membership sync never overlaps itself (it writes under ``lock:slurm-writes`` too) |
 | ``lock:report-usage`` | usage interval x 5 | a usage cycle never overlaps itself |
 | ``usage:<resource>:<YYYY-MM>`` (hash) | 100 days | the last reported amounts: only changes are posted |
-| ``state:<resource>`` | 100 days | the allocation state last reported (a 7.0-line server does not show it): reported once |
+| ``state:<resource>`` | 100 days | the allocation state last reported (a 7.0-line server does not show it): reported once; ``Erred-stuck`` once an Erred resource that server cannot bring back was reported |
 | ``last-success:<task>`` | 90 days | when the task last succeeded (tasks/signals.py): health check and metrics |
 | ``waldur-generation:<api url>`` | 1 day | the Waldur API generation learnt from the server: every worker agrees, one probe a day |
 
