@@ -96,10 +96,9 @@ def _created(resource: Mapping[str, Any]) -> Optional[datetime]:
     """When Waldur created the resource (None when it does not say): no usage before it is the resource's."""
     text = str(resource.get("created") or "")
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None  # compute_usage makes it aware
     except ValueError:
         return None
-    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def billing_date(month: Month) -> str:
