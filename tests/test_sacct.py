@@ -202,16 +202,19 @@ def _sbatch(user: str, account: str, seconds: int) -> str:
 
 
 def _wait_done(job_ids, timeout=120):
-    """Until slurmdbd has every job's end: squeue empties before slurmctld's completion message
-    reaches the database, and until then sacct shows the job RUNNING with ElapsedRaw growing."""
+    """Until slurmdbd has every job's end and eligible time: squeue empties before slurmctld's completion
+    message reaches the database (until then sacct shows the job RUNNING with ElapsedRaw growing), and
+    slurmdbd 22.05 first writes a job's row with no eligible time, which ``sacct -j`` shows (Eligible
+    Unknown) but a time-window query (``-S/-E``, how usage is read) does not list: measured here, the End
+    could arrive ~1 s before the Eligible time."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         queued = subprocess.run(["squeue", "-h", "-o", "%A", "-j", ",".join(job_ids)],
                                 capture_output=True, text=True, timeout=60).stdout.split()
         if not queued:
-            ends = subprocess.run(["sacct", "-X", "-P", "-n", "-o", "End", "-j", ",".join(job_ids)],
+            rows = subprocess.run(["sacct", "-X", "-P", "-n", "-o", "Eligible,End", "-j", ",".join(job_ids)],
                                   capture_output=True, text=True, timeout=60).stdout.split()
-            if len(ends) == len(job_ids) and "Unknown" not in ends:
+            if len(rows) == len(job_ids) and not any("Unknown" in row.split("|") for row in rows):
                 return
         time.sleep(0.5)
     raise AssertionError(f"jobs {job_ids} not ended in accounting after {timeout}s")
