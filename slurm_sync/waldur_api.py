@@ -14,6 +14,8 @@ from typing import Any, Dict, Iterable, List, Optional
 
 import requests
 import waldur_client
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 from waldur_client import WaldurClient, WaldurClientException
 
 from .allocations import DEPARTED_USER_STATES
@@ -52,12 +54,50 @@ class WaldurUnavailable(WaldurClientException):
     """The server could not be reached (connection refused, timeout): retry later."""
 
 
-class _SessionClient(WaldurClient):
-    """python-waldur-client with one session, our SSL/timeout settings and no 409 sleep-retry."""
+RETRIED_STATUSES = (429, 500, 502, 503, 504)
+RETRY_AFTER_CAP = 30.0  # seconds: a server asking for longer gets the task-level retry instead
 
-    def __init__(self, api_url: str, token: str, verify_ssl: bool, timeout: float):
+
+class _BoundedRetry(Retry):
+    """urllib3's retry, with the server's Retry-After capped and every retry counted in the metrics."""
+
+    def get_retry_after(self, response):  # type: ignore[override]
+        after = super().get_retry_after(response)
+        return None if after is None else min(after, RETRY_AFTER_CAP)
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        retry = super().increment(method, url, response, error, _pool, _stacktrace)  # raises when spent
+        metrics.observe_waldur_retry(method or "?", url or "", str(response.status) if response is not None
+                                     else "unreachable")
+        return retry
+
+
+def transient_retry(attempts: int) -> Retry:
+    """Transient answers (5xx, 429, a refused or dropped connection) are retried close to the call.
+
+    Every call slurm-sync makes is safe to repeat: reads are reads, and each write is either
+    idempotent (backend_id, usage for a period: set, not added) or an order transition whose
+    repeat after a lost answer is refused as a wrong state, which the caller answers by reading
+    the order. So POST is retried too, including after a read error (the request may have
+    reached the server). Waits 0, 1, 2 s (x jitter), Retry-After honoured up to 30 s; when the
+    retries are spent the last answer is raised and the task-level retry takes over.
+    """
+    return _BoundedRetry(
+        total=attempts, connect=attempts, read=attempts, status=attempts, other=0, redirect=0,
+        status_forcelist=RETRIED_STATUSES, allowed_methods=None, backoff_factor=0.5, backoff_max=8.0,
+        backoff_jitter=0.3, respect_retry_after_header=True, raise_on_status=False, raise_on_redirect=False)
+
+
+class _SessionClient(WaldurClient):
+    """python-waldur-client with one session, our SSL/timeout settings, transient answers retried close
+    to the call (:func:`transient_retry`) and no 409 sleep-retry."""
+
+    def __init__(self, api_url: str, token: str, verify_ssl: bool, timeout: float, retries: int = 3):
         super().__init__(api_url, token, user_agent="slurm-sync")
         self.session = requests.Session()
+        adapter = HTTPAdapter(max_retries=transient_retry(retries))
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self.session.headers.update(self.headers)
         self.session.verify = verify_ssl
         self.timeout = timeout
@@ -125,9 +165,9 @@ class WaldurAPI:
     """
 
     def __init__(self, api_url: str, token: str, offering_uuid: str, verify_ssl: bool = True, timeout: float = 30.0,
-                 compat: str = "auto", generation_cache: Optional[GenerationCache] = None):
+                 compat: str = "auto", generation_cache: Optional[GenerationCache] = None, retries: int = 3):
         waldur_client.verify_ssl = verify_ssl
-        self.client = _SessionClient(api_url, token, verify_ssl, timeout)
+        self.client = _SessionClient(api_url, token, verify_ssl, timeout, retries)
         self.offering_uuid = offering_uuid
         self.tracker = GenerationTracker(api_url, compat, generation_cache)
         self.associations_supported = True

@@ -112,8 +112,9 @@ def test_pull_cycle_counted_served_and_marked_healthy(waldur, start_worker, send
     assert value(text, "slurm_sync_waldur_request_errors_total", method="GET", status="404",
                  endpoint="/api/marketplace-orders/{id}/") == 1
 
-    # a transient Waldur error: the poll retries (counted by the exception that caused it) and succeeds
-    waldur.faults.fail_next(1, status=503, path_contains="marketplace-orders")
+    # a transient Waldur error that outlasts the retries close to the call (1 + 3 answers): the poll retries
+    # (counted by the exception that caused it) and succeeds
+    waldur.faults.fail_next(4, status=503, path_contains="marketplace-orders")
     send("tasks.pull.poll_orders")
     wait_until(lambda: value(scrape(port), "slurm_sync_task_runs_total", task=POLL_TASK, state="success") == 2,
                timeout=60, what="the retried poll succeeded")
@@ -121,6 +122,7 @@ def test_pull_cycle_counted_served_and_marked_healthy(waldur, start_worker, send
     assert value(text, "slurm_sync_task_retries_total", task=POLL_TASK, exception="WaldurUnavailable") == 1
     assert value(text, "slurm_sync_task_runs_total", task=POLL_TASK, state="retry") == 1
     assert value(text, "slurm_sync_waldur_request_errors_total", status="503") == 1
+    assert value(text, "slurm_sync_waldur_retries_total", status="503") == 3
 
     # `slurm-sync metrics` prints the same endpoint
     env = sync_environment(os.environ, WALDUR_OFFERING_UUID=scenario.offering["uuid"], **sync_env,

@@ -33,6 +33,7 @@ memory.
 | ``slurm_sync_waldur_requests_total`` | counter | method, endpoint, status |
 | ``slurm_sync_waldur_request_errors_total`` | counter | method, endpoint, status (>= 400, or unreachable) |
 | ``slurm_sync_waldur_request_seconds`` | histogram | method |
+| ``slurm_sync_waldur_retries_total`` | counter | method, endpoint, status (the answer retried, or unreachable) — transient answers retried close to the call |
 """
 from __future__ import annotations
 
@@ -95,6 +96,8 @@ class Metrics:
                                        ["method", "endpoint", "status"], registry=r)
         self.waldur_errors = Counter("slurm_sync_waldur_request_errors", "Waldur answers with status >= 400",
                                      ["method", "endpoint", "status"], registry=r)
+        self.waldur_retries = Counter("slurm_sync_waldur_retries", "Waldur requests retried close to the call "
+                                      "(5xx, 429, no answer)", ["method", "endpoint", "status"], registry=r)
         self.waldur_seconds = Histogram("slurm_sync_waldur_request_seconds", "Seconds a Waldur request took",
                                         ["method"], buckets=HTTP_BUCKETS, registry=r)
 
@@ -244,6 +247,14 @@ def _observe_response(response) -> None:
         m.waldur_errors.labels(method, where, status).inc()
     if response.elapsed is not None:
         m.waldur_seconds.labels(method).observe(response.elapsed.total_seconds())
+
+
+@_safe
+def observe_waldur_retry(method: str, url: str, status: str) -> None:
+    """A Waldur request retried close to the call (``waldur_api.transient_retry``); ``url`` is the path urllib3
+    gives, or a whole URL."""
+    from urllib.parse import urlsplit
+    metrics().waldur_retries.labels((method or "?").upper(), endpoint(urlsplit(url or "").path), status).inc()
 
 
 @_safe

@@ -1,4 +1,10 @@
-"""Fault injection: fail some calls with a status, fail a random share, add latency."""
+"""Fault injection: fail some calls with a status, fail a random share, drop connections, add latency.
+
+A fault strikes before the call is handled, or ``after`` it (the server did the work and the answer is
+lost: a proxy's 502/504 after the application committed, a connection dropped on the way back), which
+is what makes a client's retry meet the state its first try already reached.
+"""
+from dataclasses import dataclass
 import random
 import threading
 
@@ -10,21 +16,29 @@ class Faults:
 
     def clear(self):
         with self._lock:
-            self._next = []      # [remaining, status, path_contains]
-            self._rates = []     # (rate, status, path_contains)
+            self._next = []      # [remaining, status, path_contains, after]
+            self._rates = []     # (rate, status, path_contains, after); status None: drop the connection
             self._latency = []   # (seconds, path_contains)
             self._random = random.Random(0)
 
-    def fail_next(self, n, status=503, path_contains=None):
-        """Answer the next ``n`` matching calls with ``status`` (rules queue up)."""
+    def fail_next(self, n, status=503, path_contains=None, after=False):
+        """Answer the next ``n`` matching calls with ``status`` (rules queue up); ``after``: once handled."""
         with self._lock:
-            self._next.append([int(n), int(status), path_contains])
+            self._next.append([int(n), int(status), path_contains, bool(after)])
 
-    def fail_rate(self, rate, status=500, path_contains=None, seed=None):
-        """Answer a random share ``rate`` (0..1) of matching calls with ``status``;
+    def fail_rate(self, rate, status=500, path_contains=None, seed=None, after=False):
+        """Answer a random share ``rate`` (0..1) of matching calls with ``status`` (``after``: once handled);
         reproducible: the random generator is seeded (0 unless ``seed``)."""
         with self._lock:
-            self._rates.append((float(rate), int(status), path_contains))
+            self._rates.append((float(rate), int(status), path_contains, bool(after)))
+            if seed is not None:
+                self._random.seed(seed)
+
+    def drop_rate(self, rate, path_contains=None, after=True, seed=None):
+        """Close the connection with no answer on a random share ``rate`` of matching calls, by default
+        after handling them (the client cannot know whether the work was done)."""
+        with self._lock:
+            self._rates.append((float(rate), None, path_contains, bool(after)))
             if seed is not None:
                 self._random.seed(seed)
 
@@ -38,14 +52,26 @@ class Faults:
         return path_contains is None or path_contains in path
 
     def decide(self, path):
-        """(delay in seconds, status to fail with or None) for one incoming call."""
+        """The :class:`Decision` for one incoming call."""
         with self._lock:
             delay = sum(s for s, where in self._latency if self._matches(path, where))
             for rule in self._next:
                 if rule[0] > 0 and self._matches(path, rule[2]):
                     rule[0] -= 1
-                    return delay, rule[1]
-            for rate, status, where in self._rates:
+                    return Decision(delay, rule[1], rule[3])
+            for rate, status, where, after in self._rates:
                 if self._matches(path, where) and self._random.random() < rate:
-                    return delay, status
-            return delay, None
+                    return Decision(delay, status, after, drop=status is None)
+            return Decision(delay)
+
+
+@dataclass(frozen=True)
+class Decision:
+    delay: float = 0.0
+    status: "int | None" = None  # answer with this instead of the real answer
+    after: bool = False  # the call is handled first (its work is done), then the fault strikes
+    drop: bool = False  # close the connection with no answer
+
+    @property
+    def fails(self) -> bool:
+        return self.drop or self.status is not None

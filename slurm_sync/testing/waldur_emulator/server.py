@@ -20,6 +20,10 @@ API_PREFIX = "/api/"
 log = logging.getLogger(__name__)
 
 
+class _Dropped(Exception):
+    """An injected fault: the connection closes with no answer."""
+
+
 class EmulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -51,16 +55,33 @@ class RequestHandler(BaseHTTPRequestHandler):
         query = parse_qs(parts.query, keep_blank_values=True)
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         body = None
+        fault = emulator.faults.decide(parts.path)
+        if fault.delay:
+            time.sleep(fault.delay)
         try:
             body = self._parse_json(raw)
+            if fault.fails and not fault.after:
+                self._strike(fault)
             response = self._answer(emulator, parts.path, query, body)
+            if fault.fails:  # after: the work is done, the answer is lost
+                self._strike(fault)
         except errors.ApiError as error:
             response = Response(error.status, error.body)
+        except _Dropped:
+            emulator.log.append(RequestRecord(self.command, parts.path, query, 0, body))
+            self.close_connection = True
+            return
         except Exception:  # a bug in the emulator: answer like Django would, keep serving
             log.error("emulator error on %s %s\n%s", self.command, self.path, traceback.format_exc())
             response = Response(500, "Internal Server Error")
         emulator.log.append(RequestRecord(self.command, parts.path, query, response.status, body))
         self._send(response)
+
+    @staticmethod
+    def _strike(fault):
+        if fault.drop:
+            raise _Dropped()
+        raise errors.ApiError(fault.status, {"detail": "Injected fault."})
 
     @staticmethod
     def _parse_json(raw):
@@ -72,11 +93,6 @@ class RequestHandler(BaseHTTPRequestHandler):
             raise errors.bad_request(f"JSON parse error - {error}") from None
 
     def _answer(self, emulator, path, query, body):
-        delay, fail_status = emulator.faults.decide(path)
-        if delay:
-            time.sleep(delay)
-        if fail_status:
-            raise errors.ApiError(fail_status, {"detail": "Injected fault."})
         if not path.startswith(API_PREFIX):
             raise errors.not_found_route()
         if not self._authorized(emulator.token):
