@@ -5,7 +5,10 @@ what is pending and re-read what Waldur made of it; read the orders' resources (
 account of an existing resource is the RESOURCE's backend_id, cross-checked with the account's
 ownership mark); validate each order (a bad one is erred alone); read SLURM once; plan the
 whole batch; post the final usage of allocations about to be removed; apply it; report each
-order done. If the batch's apply
+order done. A transient Waldur error on one order's own step (approve, team, backend_id, done, erred)
+defers that order alone (result "deferred": the task takes it up again) and the batch goes on to its
+SLURM commit; an order's progress is where the truth is: Waldur's order state says whether it is
+approved or done, the SLURM tree whether it is written, so a retry repeats no step. If the batch's apply
 fails, each order is retried alone against a fresh read so the failure lands on the order that
 caused it, and a Create that still fails is rolled back (its accounts removed) before it is
 erred: no half tree is left without a record. Correctness never depends on Redis: every step
@@ -27,17 +30,26 @@ from .plan import BatchPlan, plan_batch
 from .slurm.executor import SlurmCommandError
 from .slurm.model import AddAccounts, AddUsers, Operation
 from .observability import metrics
-from .waldur_api import WaldurAPI, WaldurHTTPError
+from .waldur_api import WaldurAPI, WaldurHTTPError, WaldurUnavailable
 
 log = logging.getLogger(__name__)
 # the states an order's resource can be in while the order is active (a Restore's is Terminated)
 LIVE_RESOURCE_STATES = ("Creating", "OK", "Erred", "Updating", "Terminating")
 
 
+def transient(error: BaseException) -> bool:
+    """Waldur could not answer now (5xx, 429, no answer) even after the retries close to the call."""
+    return isinstance(error, WaldurUnavailable) or (isinstance(error, WaldurHTTPError) and error.transient)
+
+
+class _Deferred(Exception):
+    """An order's own step met a transient Waldur error: the order waits, the batch goes on."""
+
+
 @dataclass
 class OrderOutcome:
     order_uuid: str
-    result: str  # done | erred | skipped
+    result: str  # done | erred | skipped | deferred
     account: str = ""
     message: str = ""
 
@@ -107,8 +119,10 @@ class OrderProcessor:
 
     # -- the read-only half, shared by `slurm-sync plan` --
 
-    def resources_of(self, orders: Sequence[Mapping[str, Any]]) -> Dict[str, Dict[str, Any]]:
-        """{resource uuid: resource} for the orders, read by listing where that is fewer requests."""
+    def resources_of(self, orders: Sequence[Mapping[str, Any]],
+                     unanswered: Optional[set] = None) -> Dict[str, Dict[str, Any]]:
+        """{resource uuid: resource} for the orders, read by listing where that is fewer requests; a resource
+        Waldur could not answer for now goes in ``unanswered`` when given (raised otherwise)."""
         wanted = {o.get("marketplace_resource_uuid") for o in orders} - {None, ""}
         if not wanted:
             return {}
@@ -118,25 +132,31 @@ class OrderProcessor:
         for uuid in sorted(wanted - set(found)):  # a Restore's resource is Terminated, so not listed
             try:
                 found[uuid] = self.waldur.resource(uuid)
-            except WaldurHTTPError as error:
-                if error.transient:
-                    raise
+            except (WaldurHTTPError, WaldurUnavailable) as error:
+                if transient(error):
+                    if unanswered is None:
+                        raise
+                    unanswered.add(uuid)
+                    continue
                 log.warning("resource %s of an order could not be read: %s", uuid, error)
         return found
 
     def specs(self, orders: Sequence[Mapping[str, Any]], result: BatchResult, dry_run: bool = False,
-              resources: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Dict[str, AllocationSpec]:
+              resources: Optional[Mapping[str, Mapping[str, Any]]] = None,
+              unanswered: Iterable[str] = ()) -> Dict[str, AllocationSpec]:
         if resources is None:
             resources = self.resources_of(orders)
         specs: Dict[str, AllocationSpec] = {}
         for order in orders:
             resource_uuid = order.get("marketplace_resource_uuid") or ""
             try:
+                if resource_uuid in unanswered:
+                    raise _Deferred(f"resource {resource_uuid}: Waldur did not answer")
                 if resource_uuid not in resources and order.get("type") != "Create":
                     raise OrderRejected(f"the order's resource {resource_uuid[:40]!r} could not be read from Waldur")
                 team = None
                 if order.get("type") in ENSURE_TYPES and resource_uuid:
-                    team = self.waldur.resource_team(resource_uuid)
+                    team = self._step(order, self.waldur.resource_team, resource_uuid)
                 spec = allocation_spec(order_input(order, resources.get(resource_uuid), team), self.policy,
                                        self.components, self.cluster_tres())
                 for member, why in spec.skipped_users:
@@ -145,6 +165,8 @@ class OrderProcessor:
                 specs[order["uuid"]] = spec
             except OrderRejected as error:
                 self._fail(order, str(error), result, dry_run)
+            except _Deferred as error:
+                self._defer(order, str(error), result)
         return specs
 
     def plan(self, orders: Sequence[Mapping[str, Any]]) -> BatchPlan:
@@ -161,16 +183,17 @@ class OrderProcessor:
         started = time.monotonic()
         result = BatchResult()
         picked = _one_per_resource(orders)
-        live = [o for o in (self._approved(order, result) for order in picked) if o]
+        live = [o for o in (self._each(order, self._approved, result) for order in picked) if o]
         if any(o.get("state") == "pending-provider" for o in picked):
             live = self._still_executing(live, result)
-        resources = self.resources_of(live)
-        specs = self.specs(live, result, resources=resources)
+        unanswered: set = set()
+        resources = self.resources_of(live, unanswered)
+        specs = self.specs(live, result, resources=resources, unanswered=unanswered)
         by_uuid = {o["uuid"]: o for o in live}
         before = ActualState(self.slurm.read_associations())
         plan = plan_batch(list(specs.values()), before, self.policy)
         for uuid, message in plan.errors.items():
-            self._fail(by_uuid[uuid], message, result)
+            self._each(by_uuid[uuid], lambda order, r: self._fail(order, message, r), result)
         applied = {uuid: account for uuid, account in plan.accounts.items()}
         self._bill_before_removal(applied, specs, resources, before)
         try:
@@ -179,8 +202,9 @@ class OrderProcessor:
             log.warning("batch of %d orders failed in SLURM (%s); retrying one order at a time", len(applied), error)
             applied = self._apply_one_by_one({u: specs[u] for u in applied}, by_uuid, result)
         for uuid, account in applied.items():
-            self._finish(by_uuid[uuid], account, result, specs[uuid], frozenset(before.users.get(account, ())),
-                         resources.get(specs[uuid].resource_uuid) or {})
+            self._each(by_uuid[uuid], lambda order, r: self._finish(
+                order, account, r, specs[uuid], frozenset(before.users.get(account, ())),
+                resources.get(specs[uuid].resource_uuid) or {}), result)
         result.seconds = time.monotonic() - started
         return result
 
@@ -217,7 +241,8 @@ class OrderProcessor:
             except (SlurmCommandError, OrderRejected) as error:
                 if not spec.remove and uuid in plan.accounts and orders[uuid].get("type") == "Create":
                     self._roll_back(spec, plan.accounts[uuid])
-                self._fail(orders[uuid], f"SLURM refused the change: {error}", result, tb=traceback.format_exc())
+                message, tb = f"SLURM refused the change: {error}", traceback.format_exc()
+                self._each(orders[uuid], lambda order, r: self._fail(order, message, r, tb=tb), result)
         return applied
 
     def _roll_back(self, spec: AllocationSpec, account: str) -> None:
@@ -233,6 +258,34 @@ class OrderProcessor:
 
     # -- Waldur side --
 
+    def _step(self, order: Mapping[str, Any], call: Callable[..., Any], *args: Any) -> Any:
+        """One Waldur call of this order's own; a transient failure defers the order (:class:`_Deferred`)."""
+        try:
+            return call(*args)
+        except (WaldurHTTPError, WaldurUnavailable) as error:
+            if transient(error):
+                raise _Deferred(str(error)) from error
+            raise
+
+    def _each(self, order: Mapping[str, Any], step: Callable[[Mapping[str, Any], BatchResult], Any],
+              result: BatchResult) -> Any:
+        """Run one order's step; a transient Waldur failure defers this order and the batch goes on."""
+        try:
+            return step(order, result)
+        except _Deferred as error:
+            self._defer(order, str(error), result)
+        except (WaldurHTTPError, WaldurUnavailable) as error:
+            if not transient(error):
+                raise
+            self._defer(order, str(error), result)
+        return None
+
+    @staticmethod
+    def _defer(order: Mapping[str, Any], why: str, result: BatchResult) -> None:
+        log.warning("order %s (%s) deferred: Waldur did not answer (%s); it is taken up again", order.get("uuid"),
+                    order.get("type"), why[:300])
+        result.outcomes.append(OrderOutcome(order["uuid"], "deferred", message=why[:300]))
+
     def _still_executing(self, orders: Sequence[Mapping[str, Any]], result: BatchResult) -> List[Mapping[str, Any]]:
         """After approvals, what Waldur made of them (one listing): a server may err an order inside the
         approve call that answered 200 (a 7.0 Update whose allocation is not OK); nothing is written for it."""
@@ -243,7 +296,11 @@ class OrderProcessor:
             if now is not None and now.get("state") == "executing":
                 kept.append(now)
                 continue
-            state = now.get("state") if now else self.waldur.get_order(order["uuid"]).get("state")
+            try:
+                state = (now or self._step(order, self.waldur.get_order, order["uuid"])).get("state")
+            except _Deferred as error:
+                self._defer(order, str(error), result)
+                continue
             log.warning("order %s (%s) is %s after its approval; nothing is written for it", order["uuid"],
                         order.get("type"), state)
             result.outcomes.append(OrderOutcome(order["uuid"], "skipped", message=f"order is {state}"))

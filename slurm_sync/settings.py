@@ -67,7 +67,7 @@ class Settings:
     metrics_addr: str = "127.0.0.1"  # the address /metrics binds to
     log_format: str = "text"
     batch_size: int = 100
-    order_lock_ttl: int = 300
+    order_lock_ttl: int = 40
     visibility_timeout: int = 3600
     restore_interval: int = 10
     restore_throttle: int = 10

@@ -72,6 +72,9 @@ def beat_schedule(settings: Settings) -> dict:
         schedule["poll-orders"] = {"task": "tasks.pull.poll_orders", "schedule": settings.poll_interval}
         # teams change with no order: each poll interval, associations follow them
         schedule["sync-memberships"] = {"task": "tasks.pull.sync_memberships", "schedule": settings.poll_interval}
+        # a killed worker's orders: their leases lapse within the order lock TTL and are sent again
+        schedule["recover-orders"] = {"task": "tasks.pull.recover_orders",
+                                      "schedule": max(5.0, settings.order_lock_ttl / 2)}
     if settings.pushes:
         schedule["report-usage"] = {"task": "tasks.push.report_usage", "schedule": settings.usage_interval}
         # a 7.0-line Waldur files usage under its current month only: the month's last report must be in

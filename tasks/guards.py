@@ -5,8 +5,8 @@ Keys (prefix ``slurm-sync:``), their TTLs and why:
 | key | TTL | why |
 |---|---|---|
 | ``lock:poll-orders`` | poll interval x 5 (released at the end) | a poll never overlaps itself |
-| ``order:<uuid>:queued`` | ORDER_QUEUED_TTL (10 min) | a poll does not enqueue an order already waiting in the queue |
-| ``order:<uuid>:lock`` | ORDER_LOCK_TTL (SLURM_SYNC_ORDER_LOCK_TTL, 300 s), renewed every third of it while its batch runs | two workers never process one order at once; expires so a killed worker's order is picked up again |
+| ``order-leases`` (sorted set: order uuid -> the time by which a worker must have taken it up) | per member: queued: the visibility timeout (a message waits in the queue); held by a worker: ORDER_LOCK_TTL, renewed every third of it; deferred: its countdown + ORDER_LOCK_TTL | one chain per order: whoever adds the member (poll, ``ZADD NX``) or takes a lapsed one over (``recover_orders``, one atomic script) sends the one message; a killed worker's lease lapses within ORDER_LOCK_TTL and ``recover_orders`` (every ORDER_LOCK_TTL / 2) sends the order again |
+| ``order:<uuid>:lock`` | ORDER_LOCK_TTL (SLURM_SYNC_ORDER_LOCK_TTL, 40 s), renewed every third of it while its batch runs | two workers never process one order at once; expires so a killed worker's order is picked up again |
 | ``order:<uuid>:final`` | 7 days | a re-delivered task or a re-listed order does no second write |
 | ``lock:slurm-writes`` | ORDER_LOCK_TTL, renewed every third of it while the batch runs (a dead worker's lapses) | one batch at a time reads, plans and writes the tree, whatever the worker count: slurmdbd 22.05 corrupted its tree under concurrent writers here, and two batches planned from one read would collide |
 | ``lock:sync-memberships`` | poll interval x 5 (released at the end) | a membership sync never overlaps itself (it writes under ``lock:slurm-writes`` too) |
@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator, List, Optional, Sequence
+import time
+from typing import Callable, Iterator, List, Optional, Sequence
 
 import redis
 from redis.lock import Lock
@@ -32,7 +33,7 @@ from slurm_sync.settings import env_int
 
 PREFIX = "slurm-sync:"
 ORDER_LOCK_TTL = env_int("SLURM_SYNC_ORDER_LOCK_TTL")
-ORDER_QUEUED_TTL = 600
+QUEUED_TTL = env_int("SLURM_SYNC_VISIBILITY_TIMEOUT")  # a message waits in the queue at most this long
 FINAL_TTL = 7 * 24 * 3600
 
 
@@ -45,9 +46,9 @@ def _key(*parts: str) -> str:
 
 
 @contextlib.contextmanager
-def renewing(locks: Sequence[Lock], ttl: float) -> Iterator[None]:
-    """Renew ``locks`` every ttl/3 from a thread while the body runs, so a TTL can be short (a
-    killed worker's locks are gone within it) while the work they guard takes longer."""
+def renewing(locks: Sequence[Lock], ttl: float, also: Optional[Callable[[], None]] = None) -> Iterator[None]:
+    """Renew ``locks`` (and run ``also``) every ttl/3 from a thread while the body runs, so a TTL can be
+    short (a killed worker's locks are gone within it) while the work they guard takes longer."""
     stop = threading.Event()
 
     def renew() -> None:
@@ -55,6 +56,9 @@ def renewing(locks: Sequence[Lock], ttl: float) -> Iterator[None]:
             for lock in list(locks):
                 with contextlib.suppress(redis.exceptions.RedisError):  # LockError included: lost is lost
                     lock.reacquire()
+            if also is not None:
+                with contextlib.suppress(redis.exceptions.RedisError):
+                    also()
 
     if locks:
         threading.Thread(target=renew, name="renew-locks", daemon=True).start()
@@ -82,42 +86,88 @@ def exclusive(client: "redis.Redis", name: str, ttl: float, wait: float = 0,
                 lock.release()
 
 
+# Leases that lapsed, taken over in one step: each gets a new deadline, so a poll's ZADD NX cannot race it.
+_TAKE_LAPSED = """
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(lapsed) do redis.call('ZADD', KEYS[1], ARGV[2], member) end
+return lapsed
+"""
+
+
+class OrderLeases:
+    """One chain of messages per order: the sorted set ``order-leases`` maps an order that some message
+    names (queued, held by a worker, or waiting for its retry) to the time by which a worker must have
+    taken it up. Only who adds the member or takes a lapsed one over sends a message; the broker's copy
+    of a message is not trusted to come back soon (its visibility timeout is an hour)."""
+
+    def __init__(self, client: "redis.Redis"):
+        self.redis = client
+        self.key = _key("order-leases")
+
+    def claim(self, order_uuids: Sequence[str], ttl: float) -> List[str]:
+        """The orders no chain names yet, now named by the caller's message (the others are left alone)."""
+        deadline = time.time() + ttl
+        pipe = self.redis.pipeline(transaction=False)
+        for uuid in order_uuids:
+            pipe.zadd(self.key, {uuid: deadline}, nx=True)
+        return [uuid for uuid, added in zip(order_uuids, pipe.execute()) if added]
+
+    def hold(self, order_uuids: Sequence[str], ttl: float) -> None:
+        """The caller's chain keeps these orders for ``ttl`` more seconds (taken up, renewed, retried later)."""
+        if order_uuids:
+            deadline = time.time() + ttl
+            self.redis.zadd(self.key, {uuid: deadline for uuid in order_uuids})
+
+    def release(self, order_uuids: Sequence[str]) -> None:
+        if order_uuids:
+            self.redis.zrem(self.key, *order_uuids)
+
+    def take_lapsed(self, ttl: float, limit: int = 10000) -> List[str]:
+        """Orders whose chain died (the deadline passed): now the caller's, for ``ttl`` seconds."""
+        now = time.time()
+        taken = self.redis.eval(_TAKE_LAPSED, 1, self.key, now, now + ttl, limit)
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in taken]
+
+    def deadline(self, order_uuid: str) -> Optional[float]:
+        return self.redis.zscore(self.key, order_uuid)
+
+
 class OrderGuard:
-    """Per-order lock, queued marker and final marker."""
+    """Per-order lock, lease (:class:`OrderLeases`) and final marker."""
 
     def __init__(self, client: "redis.Redis", ttl: float = ORDER_LOCK_TTL):
         self.redis = client
         self.ttl = ttl
         self.locks: List[Lock] = []
+        self.leases = OrderLeases(client)
+        self.held: List[str] = []
 
     def is_final(self, order_uuid: str) -> bool:
         return bool(self.redis.exists(_key("order", order_uuid, "final")))
 
     def mark_final(self, order_uuid: str, result: str) -> None:
         self.redis.set(_key("order", order_uuid, "final"), result, ex=FINAL_TTL)
-        self.redis.delete(_key("order", order_uuid, "queued"))
-
-    def mark_queued(self, order_uuid: str) -> bool:
-        """True when the order was not already queued (and now is)."""
-        return bool(self.redis.set(_key("order", order_uuid, "queued"), "1", nx=True, ex=ORDER_QUEUED_TTL))
-
-    def unqueue(self, order_uuid: str) -> None:
-        self.redis.delete(_key("order", order_uuid, "queued"))
+        self.leases.release([order_uuid])
 
     def lock(self, order_uuid: str) -> Optional[Lock]:
+        """Lock the order for this worker and hold its lease for the lock's TTL (renewed with it)."""
         lock = self.redis.lock(_key("order", order_uuid, "lock"), timeout=self.ttl, blocking=False,
                                thread_local=False)
         if lock.acquire(blocking=False):
             self.locks.append(lock)
+            self.held.append(order_uuid)
+            self.leases.hold([order_uuid], self.ttl)
             return lock
         return None
 
     def kept_alive(self) -> "contextlib.AbstractContextManager[None]":
-        """The order locks held so far stay held while a long batch runs (renewed every ttl/3)."""
-        return renewing(self.locks, self.ttl)
+        """The order locks and leases held so far stay held while a long batch runs (renewed every ttl/3);
+        if this worker dies they lapse within the TTL."""
+        return renewing(self.locks, self.ttl, also=lambda: self.leases.hold(list(self.held), self.ttl))
 
     def release_all(self) -> None:
         for lock in self.locks:
             with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()
         self.locks.clear()
+        self.held.clear()

@@ -7,11 +7,18 @@ orders back from Waldur (one listing of the offering's active orders) and acts o
 Waldur shows, so a forged or stale message writes nothing. `process_order` re-does one order
 by uuid (for `celery call`). `sync_memberships` makes each allocation's associations follow its
 project's team, which changes with no order.
+
+One chain per order (guards.OrderLeases): a message is sent only by whoever claims the order's
+lease (the poll, for an order no chain names) or takes a lapsed one over (`recover_orders`, for the
+orders of a worker that died); a batch that must try again sends ONE message for what is left, with
+a backoff, and keeps the lease. So a poll never enqueues work that is queued or running, and
+retries never multiply.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Mapping
+import random
+from typing import Any, Dict, List, Mapping, Sequence
 
 from dataclasses import asdict
 
@@ -20,18 +27,21 @@ from slurm_sync.membership import MembershipSync
 from slurm_sync.pull import OrderProcessor
 from slurm_sync.settings import env_int
 from slurm_sync.slurm.executor import DockerExecutor, SlurmCommandError
+from slurm_sync.pull import transient
 from slurm_sync.waldur_api import WaldurHTTPError, WaldurUnavailable
 
 from .app import app, runtime
-from .guards import ORDER_LOCK_TTL, OrderGuard, SlurmBusy, exclusive
+from .guards import ORDER_LOCK_TTL, QUEUED_TTL, OrderGuard, SlurmBusy, exclusive
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = env_int("SLURM_SYNC_BATCH_SIZE")
-HELD_RECHECK = max(1, ORDER_LOCK_TTL // 3)
-# A SLURM read that fails (slurmdbd down) or Waldur unreachable: retry the batch with backoff.
+# A SLURM read that fails (slurmdbd down) or Waldur unreachable: retry with backoff.
 # Writes that SLURM refuses are handled per order inside the processor and never get here.
 RETRY = dict(autoretry_for=(WaldurUnavailable, SlurmCommandError, SlurmBusy), retry_backoff=2, retry_backoff_max=300, retry_jitter=True,
              max_retries=10)
+# process_orders sends its own retry (one message for what is left of the batch, the lease kept)
+BATCH_RETRIES = 10
+BATCH_BACKOFF_MAX = 120.0
 
 
 def _home_directories():
@@ -71,50 +81,90 @@ def poll_orders(self) -> int:
             log.info("poll_orders: another poll is running; skipped")
             return 0
         orders = [o for o in _call(rt.waldur.active_orders) if not guard.is_final(o["uuid"])]
-        fresh = [o["uuid"] for o in orders if guard.mark_queued(o["uuid"])]
-        for start in range(0, len(fresh), BATCH_SIZE):
-            process_orders.delay(fresh[start:start + BATCH_SIZE])
+        fresh = guard.leases.claim([o["uuid"] for o in orders], QUEUED_TTL)
+        _send(fresh)
         log.info("poll_orders: %d active orders, %d enqueued", len(orders), len(fresh))
         return len(fresh)
 
 
-@app.task(bind=True, **RETRY)
-def process_orders(self, orders: List[Any]) -> Dict[str, List[str]]:
-    """Apply a batch of orders named by uuid; each order is locked, skipped when final, and looked at again
-    later when another worker holds it."""
+@app.task
+def recover_orders() -> int:
+    """Send again the orders whose chain died (a worker killed while it held them: its lease lapsed)."""
+    rt = runtime()
+    guard = OrderGuard(rt.redis)
+    lapsed = guard.leases.take_lapsed(QUEUED_TTL)
+    final = [uuid for uuid in lapsed if guard.is_final(uuid)]
+    guard.leases.release(final)
+    again = [uuid for uuid in lapsed if uuid not in set(final)]
+    _send(again)
+    if again:
+        log.warning("recover_orders: %d orders whose worker stopped holding them are enqueued again", len(again))
+    return len(again)
+
+
+def _send(uuids: Sequence[str], attempt: int = 0, countdown: float = 0) -> None:
+    for start in range(0, len(uuids), BATCH_SIZE):
+        process_orders.apply_async((list(uuids[start:start + BATCH_SIZE]), attempt), countdown=countdown or None)
+
+
+def _backoff(attempt: int) -> float:
+    return min(BATCH_BACKOFF_MAX, 2.0 * 2 ** attempt) * random.uniform(0.5, 1.0)
+
+
+@app.task(bind=True)
+def process_orders(self, orders: List[Any], attempt: int = 0) -> Dict[str, List[str]]:
+    """Apply a batch of orders named by uuid; each order is locked and skipped when final. An order another
+    worker holds is that worker's (its chain); what this batch must try again goes in one message."""
     rt = runtime()
     guard = OrderGuard(rt.redis)
     mine: List[str] = []
+    again: List[str] = []
     try:
-        held = []
         for uuid in _uuids(orders):
-            if not guard.is_final(uuid):
-                (mine if guard.lock(uuid) else held).append(uuid)
-        if held:
-            # Another worker holds them: it finishes them, or it died and its locks lapse within the TTL.
-            # Look again then rather than drop them (a poll would not re-enqueue them while they are queued).
-            log.info("process_orders: %d orders locked by another worker; looking again in %d s", len(held),
-                     HELD_RECHECK)
-            process_orders.apply_async((held,), countdown=HELD_RECHECK)
+            if guard.is_final(uuid):
+                guard.leases.release([uuid])
+            elif guard.lock(uuid):
+                mine.append(uuid)
         if not mine:
             return {}
-        with guard.kept_alive(), \
-                exclusive(rt.redis, "slurm-writes", ttl=ORDER_LOCK_TTL, wait=60, keep_alive=True) as writer:
-            if not writer:  # another batch has been writing for a minute: retry later (order locks are released)
-                raise SlurmBusy("another batch is writing to SLURM")
-            processor = _processor()
-            result = _call(lambda: processor.process(processor.load(mine)))
+        try:
+            with guard.kept_alive(), \
+                    exclusive(rt.redis, "slurm-writes", ttl=ORDER_LOCK_TTL, wait=60, keep_alive=True) as writer:
+                if not writer:  # another batch has been writing for a minute: try again later
+                    raise SlurmBusy("another batch is writing to SLURM")
+                processor = _processor()
+                result = processor.process(processor.load(mine))
+        except (WaldurHTTPError, WaldurUnavailable, SlurmCommandError, SlurmBusy) as error:
+            if isinstance(error, WaldurHTTPError) and not transient(error):
+                raise
+            log.warning("process_orders: batch of %d orders stopped (%s); trying again", len(mine), error)
+            again = list(mine)
+            return {"deferred": again}
         for outcome in result.outcomes:
             if outcome.result in ("done", "erred"):
                 guard.mark_final(outcome.order_uuid, outcome.result)
+        again = result.by_result("deferred")
         log.info("process_orders: %d orders in %.2f s, %d commits: %s", len(mine), result.seconds, result.commits,
-                 {r: len(result.by_result(r)) for r in ("done", "erred", "skipped")})
-        return {r: result.by_result(r) for r in ("done", "erred", "skipped")}
+                 {r: len(result.by_result(r)) for r in ("done", "erred", "skipped", "deferred")})
+        return {r: result.by_result(r) for r in ("done", "erred", "skipped", "deferred")}
     finally:
-        for uuid in mine:  # whatever is not final may be enqueued again by the next poll
-            if not guard.is_final(uuid):
-                guard.unqueue(uuid)
         guard.release_all()
+        _after_batch(guard, mine, again, attempt)
+
+
+def _after_batch(guard: OrderGuard, mine: Sequence[str], again: Sequence[str], attempt: int) -> None:
+    """This chain's next message, or its end: what must be tried again goes in one delayed message and
+    keeps its lease until then; the rest of the batch's leases are released (a poll may take them up)."""
+    if again and attempt < BATCH_RETRIES:
+        countdown = _backoff(attempt)
+        guard.leases.hold(list(again), countdown + ORDER_LOCK_TTL)
+        _send(list(again), attempt + 1, countdown)
+        log.info("process_orders: %d orders again in %.0f s (attempt %d)", len(again), countdown, attempt + 2)
+    elif again:
+        log.error("process_orders: %d orders still not finished after %d attempts; the next poll takes them up",
+                  len(again), attempt + 1)
+    left = [uuid for uuid in mine if uuid not in set(again) or attempt >= BATCH_RETRIES]
+    guard.leases.release([uuid for uuid in left if not guard.is_final(uuid)])
 
 
 @app.task(bind=True, **RETRY)

@@ -487,6 +487,8 @@ def test_env_example_direction_decides_what_beat_schedules(direction):
     tasks = {entry["task"] for entry in beat_schedule(settings).values()}
     expected = {"pull": "tasks.pull.poll_orders", "push": "tasks.push.report_usage"}[direction]
     assert expected in tasks and all(task.startswith(f"tasks.{direction}.") for task in tasks), tasks
+    if direction == "pull":  # a dead worker's orders are sent again within 1.5 x the order lock TTL
+        assert beat_schedule(settings)["recover-orders"]["schedule"] <= settings.order_lock_ttl / 2
 
 
 @pytest.mark.parametrize("example", ENV_EXAMPLES, ids=lambda p: str(p.relative_to(REPO)))

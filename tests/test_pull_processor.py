@@ -275,3 +275,40 @@ def test_7_0_create_is_completed_by_the_allocation_state_and_updates_follow_each
     assert result.by_result("skipped") == [update["uuid"]] and result.commits == 0
     assert waldur.get_order(update["uuid"])["state"] == "erred"
     assert "cpu=180" in slurm_tree(root)[1][a("seq")]
+
+
+def test_a_transient_error_on_one_order_defers_it_alone(processor, waldur, scenario):
+    """Issue 15: Waldur failing one order's own steps (more than the retries close to the call) defers that
+    order; the rest of the batch reaches its SLURM commit and is done. The next run finishes it, repeating no
+    step Waldur already took."""
+    c, p, a = names(processor)
+    orders = [scenario.create("acme", "physics", f"defer-{i}", team=("alice",)) for i in range(3)]
+    unlucky = orders[1]["uuid"]
+    waldur.faults.fail_next(4, status=503, path_contains=f"{unlucky}/approve")
+    result = run(processor, waldur)
+    assert sorted(result.by_result("done")) == sorted(o["uuid"] for o in orders if o["uuid"] != unlucky)
+    assert result.by_result("deferred") == [unlucky] and result.by_result("erred") == []
+    assert waldur.get_order(unlucky)["state"] == "pending-provider"  # not erred: Waldur only did not answer
+    accounts = slurm_tree(processor.policy.default_account)[0]
+    assert a("defer-0") in accounts and a("defer-2") in accounts and a("defer-1") not in accounts
+    again = run(processor, waldur)
+    assert again.by_result("done") == [unlucky]
+    assert a("defer-1") in slurm_tree(processor.policy.default_account)[0]
+    approvals = [r for r in waldur.log.snapshot() if r.method == "POST" and "approve" in r.path and r.status < 300]
+    assert len(approvals) == 3  # one successful approve per order
+
+
+def test_an_order_whose_done_report_fails_is_finished_without_a_second_write(processor, waldur, scenario):
+    """SLURM is written, then Waldur fails the order's report: the order is deferred, and the next run
+    finds the account in place (no write) and reports it done."""
+    c, p, a = names(processor)
+    order = scenario.create("acme", "physics", "late-done", team=("alice",))
+    waldur.faults.fail_next(4, status=502, path_contains="set_backend_id")
+    waldur.faults.fail_next(8, status=502, path_contains="set_state_done")
+    first = run(processor, waldur)
+    assert first.by_result("deferred") == [order["uuid"]] and first.commits >= 1
+    assert a("late-done") in slurm_tree(processor.policy.default_account)[0]
+    waldur.faults.clear()
+    second = run(processor, waldur)
+    assert second.by_result("done") == [order["uuid"]] and second.commits == 0
+    assert waldur.get_order(order["uuid"])["state"] == "done"

@@ -20,7 +20,7 @@ memory.
 | ``slurm_sync_task_retries_total`` | counter | task, exception |
 | ``slurm_sync_task_seconds`` | histogram | task |
 | ``slurm_sync_last_success_timestamp_seconds`` | gauge | task |
-| ``slurm_sync_orders_total`` | counter | result (done, erred, skipped) |
+| ``slurm_sync_orders_total`` | counter | result (done, erred, skipped, deferred: a transient Waldur error, taken up again) |
 | ``slurm_sync_usage_posts_total`` | counter | kind (component, user) |
 | ``slurm_sync_usage_problems_total`` | counter | kind (refused, anomaly, unreportable) — billing to look at: alert on it |
 | ``slurm_sync_skipped_users_total`` | counter | — team members left without an association (an invalid or system login) |
@@ -175,7 +175,7 @@ def observe_outcome(task: str, retval: Mapping[str, Any]) -> None:
     """
     m = metrics()
     if task.startswith("tasks.pull.process_order"):
-        for result in ("done", "erred", "skipped"):
+        for result in ("done", "erred", "skipped", "deferred"):
             count = len(retval.get(result) or ())
             if count:
                 m.orders.labels(result).inc(count)
