@@ -26,6 +26,7 @@ from .actual import ActualState
 from .allocation_report import report_allocation
 from .allocations import ENSURE_TYPES, AllocationSpec, NamingPolicy, OrderInput, OrderRejected, allocation_spec
 from .components import Components
+from .membership import team_of
 from .plan import BatchPlan, plan_batch
 from .slurm.executor import SlurmCommandError
 from .slurm.model import AddAccounts, AddUsers, Operation
@@ -147,6 +148,7 @@ class OrderProcessor:
         if resources is None:
             resources = self.resources_of(orders)
         specs: Dict[str, AllocationSpec] = {}
+        teams = self._teams(orders)
         for order in orders:
             resource_uuid = order.get("marketplace_resource_uuid") or ""
             try:
@@ -156,7 +158,7 @@ class OrderProcessor:
                     raise OrderRejected(f"the order's resource {resource_uuid[:40]!r} could not be read from Waldur")
                 team = None
                 if order.get("type") in ENSURE_TYPES and resource_uuid:
-                    team = self._step(order, self.waldur.resource_team, resource_uuid)
+                    team = teams(order) if teams else self._step(order, self.waldur.resource_team, resource_uuid)
                 spec = allocation_spec(order_input(order, resources.get(resource_uuid), team), self.policy,
                                        self.components, self.cluster_tres())
                 for member, why in spec.skipped_users:
@@ -168,6 +170,19 @@ class OrderProcessor:
             except _Deferred as error:
                 self._defer(order, str(error), result)
         return specs
+
+    def _teams(self, orders: Sequence[Mapping[str, Any]]) -> Optional[Callable[[Mapping[str, Any]], list]]:
+        """For a batch of more than two orders that need teams: every team from two listings (the provider's
+        project permissions and the offering users' logins: the members Waldur's team/ endpoint serves), not
+        one read per resource. None when a team is to be read per resource (few orders, or a token that may
+        not read the permissions)."""
+        if sum(1 for o in orders if o.get("type") in ENSURE_TYPES and o.get("marketplace_resource_uuid")) <= 2:
+            return None
+        members = self.waldur.project_members()
+        if members is None:
+            return None
+        logins = self.waldur.offering_logins()
+        return lambda order: team_of(order, members, logins)
 
     def plan(self, orders: Sequence[Mapping[str, Any]]) -> BatchPlan:
         """What the orders would change in SLURM, without approving or writing anything."""

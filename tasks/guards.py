@@ -7,6 +7,7 @@ Keys (prefix ``slurm-sync:``), their TTLs and why:
 | ``lock:poll-orders`` | poll interval x 5 (released at the end) | a poll never overlaps itself |
 | ``order-leases`` (sorted set: order uuid -> the time by which a worker must have taken it up) | per member: queued: the visibility timeout (a message waits in the queue); held by a worker: ORDER_LOCK_TTL, renewed every third of it; deferred: its countdown + ORDER_LOCK_TTL | one chain per order: whoever adds the member (poll, ``ZADD NX``) or takes a lapsed one over (``recover_orders``, one atomic script) sends the one message; a killed worker's lease lapses within ORDER_LOCK_TTL and ``recover_orders`` (every ORDER_LOCK_TTL / 2) sends the order again |
 | ``order:<uuid>:lock`` | ORDER_LOCK_TTL (SLURM_SYNC_ORDER_LOCK_TTL, 40 s), renewed every third of it while its batch runs | two workers never process one order at once; expires so a killed worker's order is picked up again |
+| ``node:<worker node name>:holds`` (hash: lock key -> ``<incarnation>|<token>``) | none (entries removed on release) | the locks a worker holds: when a worker restarts under the same node name (``--hostname headnode@%h``: systemd's and compose's restarts), its dead incarnation's locks are dropped and its orders sent again at once, not a lock TTL later |
 | ``order:<uuid>:final`` | 7 days | a re-delivered task or a re-listed order does no second write |
 | ``lock:slurm-writes`` | ORDER_LOCK_TTL, renewed every third of it while the batch runs (a dead worker's lapses) | one batch at a time reads, plans and writes the tree, whatever the worker count: slurmdbd 22.05 corrupted its tree under concurrent writers here, and two batches planned from one read would collide |
 | ``lock:sync-memberships`` | poll interval x 5 (released at the end) | a membership sync never overlaps itself (it writes under ``lock:slurm-writes`` too) |
@@ -24,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import uuid as uuidlib
 from typing import Callable, Iterator, List, Optional, Sequence
 
 import redis
@@ -35,6 +37,15 @@ PREFIX = "slurm-sync:"
 ORDER_LOCK_TTL = env_int("SLURM_SYNC_ORDER_LOCK_TTL")
 QUEUED_TTL = env_int("SLURM_SYNC_VISIBILITY_TIMEOUT")  # a message waits in the queue at most this long
 FINAL_TTL = 7 * 24 * 3600
+
+
+INCARNATION = uuidlib.uuid4().hex  # this worker's process tree: prefork children inherit it from the parent
+_node: Optional[str] = None  # the worker's node name, set at worker start (tasks.signals)
+
+
+def set_node(name: Optional[str]) -> None:
+    global _node
+    _node = name or None
 
 
 class SlurmBusy(Exception):
@@ -77,13 +88,63 @@ def exclusive(client: "redis.Redis", name: str, ttl: float, wait: float = 0,
     lock = client.lock(_key("lock", name), timeout=ttl, blocking=wait > 0, blocking_timeout=wait or None,
                        thread_local=False)
     acquired = lock.acquire()
+    if acquired:
+        _record(client, lock)
     try:
         with renewing([lock] if acquired and keep_alive else [], ttl):
             yield acquired
     finally:
         if acquired:
-            with contextlib.suppress(redis.exceptions.LockError):
-                lock.release()
+            _release(client, lock)
+
+
+def _holds_key(node: str) -> str:
+    return _key("node", node, "holds")
+
+
+def _record(client: "redis.Redis", lock: Lock) -> None:
+    """Note the lock as this worker's (see :func:`take_over_dead_incarnation`)."""
+    if _node:
+        token = lock.local.token
+        token = token.decode() if isinstance(token, bytes) else str(token)
+        with contextlib.suppress(redis.exceptions.RedisError):
+            client.hset(_holds_key(_node), str(lock.name), f"{INCARNATION}|{token}")
+
+
+def _release(client: "redis.Redis", lock: Lock) -> None:
+    with contextlib.suppress(redis.exceptions.LockError):
+        lock.release()
+    if _node:
+        with contextlib.suppress(redis.exceptions.RedisError):
+            client.hdel(_holds_key(_node), str(lock.name))
+
+
+# Delete a lock only while it still carries the given token (it is still the dead holder's).
+_DELETE_IF_TOKEN = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def take_over_dead_incarnation(client: "redis.Redis", node: str) -> List[str]:
+    """At a worker's start: the locks an earlier process under this node name still holds are a dead
+    worker's (one node name is one worker: systemd and compose restart it under the same name). Drop
+    them and make its orders' leases lapse now; returns those orders (the caller sends recover_orders)."""
+    key = _holds_key(node)
+    orders: List[str] = []
+    for field, value in client.hgetall(key).items():
+        name = field.decode() if isinstance(field, bytes) else str(field)
+        incarnation, _, token = (value.decode() if isinstance(value, bytes) else str(value)).partition("|")
+        if incarnation == INCARNATION:
+            continue
+        client.eval(_DELETE_IF_TOKEN, 1, name, token)
+        client.hdel(key, field)
+        order_prefix = _key("order", "")
+        if name.startswith(order_prefix) and name.endswith(":lock"):
+            orders.append(name[len(order_prefix):-len(":lock")])
+    if orders:
+        client.zadd(_key("order-leases"), {uuid: 0 for uuid in orders}, xx=True)
+    return orders
 
 
 # Leases that lapsed, taken over in one step: each gets a new deadline, so a poll's ZADD NX cannot race it.
@@ -154,6 +215,7 @@ class OrderGuard:
         lock = self.redis.lock(_key("order", order_uuid, "lock"), timeout=self.ttl, blocking=False,
                                thread_local=False)
         if lock.acquire(blocking=False):
+            _record(self.redis, lock)
             self.locks.append(lock)
             self.held.append(order_uuid)
             self.leases.hold([order_uuid], self.ttl)
@@ -167,7 +229,6 @@ class OrderGuard:
 
     def release_all(self) -> None:
         for lock in self.locks:
-            with contextlib.suppress(redis.exceptions.LockError):
-                lock.release()
+            _release(self.redis, lock)
         self.locks.clear()
         self.held.clear()

@@ -65,9 +65,33 @@ def start_worker_observability(**_kwargs) -> None:
                     f"{error.strerror or error} (expected a free TCP port on an address of this host)")
 
 
-def on_worker_ready(**_kwargs) -> None:
+def on_worker_init(sender=None, **_kwargs) -> None:
+    """Before the pool forks: every process of this worker knows its node name (guards' lock records)."""
+    from .guards import set_node
+    set_node(getattr(sender, "hostname", None))
+
+
+def on_worker_ready(sender=None, **_kwargs) -> None:
     if m.serving:
         log.info("%s", m.serving)
+    _take_over(getattr(sender, "hostname", None))
+
+
+def _take_over(node: Optional[str]) -> None:
+    """A restart under the same node name: the dead process's orders are sent again now, not a lock TTL later."""
+    if not node:
+        return
+    from .app import runtime
+    from .guards import take_over_dead_incarnation
+    try:
+        orders = take_over_dead_incarnation(runtime().redis, node)
+    except Exception as error:  # noqa: BLE001 - never stop a worker's start: the leases lapse anyway
+        log.warning("could not take over the locks of %s's previous process: %s", node, error)
+        return
+    if orders:
+        from .pull import recover_orders
+        log.warning("%s restarted: %d orders its previous process held are taken up again", node, len(orders))
+        recover_orders.delay()
 
 
 def on_worker_shutdown(**_kwargs) -> None:
@@ -134,6 +158,7 @@ def connect() -> None:
     """Connect every handler (idempotent: Celery keys receivers by their id)."""
     signals.celeryd_init.connect(start_worker_observability, weak=False)
     signals.beat_init.connect(start_sentry, weak=False)
+    signals.worker_init.connect(on_worker_init, weak=False)
     signals.worker_ready.connect(on_worker_ready, weak=False)
     signals.worker_shutdown.connect(on_worker_shutdown, weak=False)
     signals.worker_process_shutdown.connect(on_child_shutdown, weak=False)

@@ -114,6 +114,29 @@ def test_worker_killed_mid_order_is_redelivered_and_finishes(waldur, start_worke
     assert [x for x in accounts if x.startswith(a(""))] == [a("killed")] and users == {("alice", a("killed"))}
 
 
+def test_a_worker_restarted_under_its_name_takes_its_orders_up_at_once(waldur, start_worker, send, sync_env,
+                                                                       test_redis):
+    """Issue 15: systemd and compose restart a killed worker under the same node name; its dead process's
+    locks are dropped and its orders sent again when it is ready, not when the 300 s lock TTL here lapses
+    (nor the broker's hour-long visibility timeout)."""
+    scenario = Scenario(waldur)
+    c, p, a = names(sync_env)
+    slow = {"SLURM_SYNC_ORDER_LOCK_TTL": "300", "SLURM_SYNC_VISIBILITY_TIMEOUT": "3600"}
+    worker = start_worker(scenario.offering["uuid"], name="same", **slow)
+    order = scenario.create("acme", "physics", "restarted", team=("alice",))
+    waldur.faults.latency(1.0)
+    send("tasks.pull.process_orders", [order["uuid"]])
+    wait_until(lambda: waldur.count("POST", "approve_by_provider") == 1, what="approve sent")
+    worker.kill()  # SIGKILL mid-order: its lock (300 s) and lease stay behind
+    waldur.faults.clear()
+    assert test_redis.exists(f"slurm-sync:order:{order['uuid']}:lock")
+    start_worker(scenario.offering["uuid"], name="same", **slow)
+    wait_until(all_done(waldur, [order]), timeout=60, what="order finished by the restarted worker")
+    assert waldur.count("POST", "approve_by_provider") == 1 and waldur.count("POST", "set_state_done") == 1
+    accounts, _, users = slurm_tree(sync_env["SLURM_DEFAULT_ACCOUNT"])
+    assert [x for x in accounts if x.startswith(a(""))] == [a("restarted")]
+
+
 def test_redis_flush_between_runs_changes_nothing(waldur, start_worker, send, sync_env, test_redis):
     scenario = Scenario(waldur)
     c, p, a = names(sync_env)
