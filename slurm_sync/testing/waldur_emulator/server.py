@@ -32,6 +32,14 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         super().__init__(address, RequestHandler)
         self.emulator = emulator
 
+    def handle_error(self, request, client_address):
+        """A client that went away (a killed worker, a dropped connection) is no emulator error."""
+        import sys
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            log.debug("client %s went away", client_address)
+            return
+        super().handle_error(request, client_address)
+
 
 class RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
