@@ -10,6 +10,10 @@ while the faults lasted, seconds to all done after they stopped, Waldur requests
 (an order approved or reported done twice, an account made twice: must be 0), kills survived, and the
 month's usage posted under the same faults against the ground truth of the job rows.
 
+With ``--dead-worker`` it measures instead how long a killed worker's orders wait when no worker comes back
+under its name: a batch is killed mid-way, another worker (another node name) runs, and the seconds from the
+kill until every order is final are printed (bound: 1.5 x SLURM_SYNC_ORDER_LOCK_TTL, then the batch's own time).
+
 Not a test: the figures are for the closing note and the README.
 """
 from __future__ import annotations
@@ -129,6 +133,7 @@ def main() -> int:
     parser.add_argument("--fault-seconds", type=float, default=600.0, help="the faults last at most this long")
     parser.add_argument("--jobs", type=int, default=2000, help="job rows in the usage month")
     parser.add_argument("--poll", type=float, default=15.0, help="SLURM_SYNC_POLL_INTERVAL")
+    parser.add_argument("--dead-worker", action="store_true", help="measure a takeover by another node instead")
     args = parser.parse_args()
     if "SLURM_CONF" not in os.environ:
         print('run `eval "$(slurm-sync testbed env)"` first', file=sys.stderr)
@@ -152,6 +157,14 @@ def main() -> int:
     worker = start_worker(env, work, name="chaos")
     beat = start_beat(env, work)
     kills = 0
+    if args.dead_worker:
+        try:
+            return dead_worker(emu, world, env, work, worker, args.creates)
+        finally:
+            beat.kill()
+            emu.stop()
+            remove_tree(parent)
+            redis_proc.terminate()
     try:
         # the allocations that Update and Terminate act on, made without faults
         base = world.creates(args.updates + args.terminates)
@@ -214,6 +227,28 @@ def main() -> int:
         remove_tree(parent)
         redis_proc.terminate()
         print(f"(kills: {kills}; logs in {work})")
+    return 0
+
+
+def dead_worker(emu: WaldurEmulator, world: World, env: dict, work: Path, worker, creates: int) -> int:
+    """Kill the worker mid-batch; another node takes over. Seconds from the kill until every order is final."""
+    orders = world.creates(creates)
+    emu.faults.latency(0.05, path_contains="set_backend_id")  # a batch long enough to be killed in its middle
+    wait(lambda: emu.count("POST", "approve_by_provider") >= len(orders), 300, "the batch's approvals")
+    worker.kill()
+    killed = time.monotonic()
+    done_at_kill = finished(emu, orders)
+    emu.faults.clear()
+    heir = start_worker(env, work, name="heir")
+    try:
+        wait(lambda: finished(emu, orders) == len(orders), 600, "every order after the kill")
+    finally:
+        heir.kill()
+    seconds = time.monotonic() - killed
+    print(f"dead worker: {len(orders)} orders, {done_at_kill} final at the kill; all final {seconds:.1f} s after it "
+          f"(another node; SLURM_SYNC_ORDER_LOCK_TTL {env.get('SLURM_SYNC_ORDER_LOCK_TTL', '40')} s)")
+    done_twice = sum(1 for n in successes(emu, "set_state_done").values() if n > 1)
+    print(f"duplicates: done twice {done_twice}")
     return 0
 
 
