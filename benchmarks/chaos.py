@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench_bed import remove_tree  # noqa: E402
+from bench_bed import own_redis, remove_tree  # noqa: E402
 from slurm_sync.testing.celery_procs import start_beat, start_worker, sync_environment  # noqa: E402
 from slurm_sync.testing.job_rows import JobRow, JobTable  # noqa: E402
 from slurm_sync.testing.waldur_emulator import WaldurEmulator  # noqa: E402
@@ -49,25 +47,6 @@ OFFERING_COMPONENTS = [{"type": "cpu", "name": "CPU", "measured_unit": "CPU-hour
                        {"type": "mem", "name": "RAM", "measured_unit": "GB-hours", "billing_type": "limit"}]
 LOGINS = ("chaos1", "chaos2", "chaos3")
 CENT = Decimal("0.01")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_redis(work: Path) -> tuple:
-    port = free_port()
-    proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--dir", str(work)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc, f"redis://127.0.0.1:{port}/0"
-        time.sleep(0.05)
-    raise SystemExit("redis-server did not start")
 
 
 class World:
@@ -141,7 +120,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="slurm-sync-chaos-"))
     components = work / "components.yaml"
     components.write_text(COMPONENTS_YAML)
-    redis_proc, redis_url = start_redis(work)
+    redis_proc, redis_url = own_redis(work)
     emu = WaldurEmulator(token="chaos").start()
     world = World(emu, args.customers)
     parent = f"chaos{os.getpid()}"

@@ -19,16 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import redis  # noqa: E402
-
-from bench_bed import remove_tree  # noqa: E402
+from bench_bed import own_redis, remove_tree  # noqa: E402
 from slurm_sync.testing.celery_procs import start_worker, sync_environment  # noqa: E402
 from slurm_sync.testing.waldur_emulator import WaldurEmulator  # noqa: E402
 
 COMPONENTS = [{"type": "cpu", "name": "CPU", "measured_unit": "k-Hours", "billing_type": "usage"},
               {"type": "mem", "name": "RAM", "measured_unit": "gb-Hours", "billing_type": "usage"},
               {"type": "gpu", "name": "GPU", "measured_unit": "hours", "billing_type": "usage"}]
-BROKER = "redis://127.0.0.1:6379/10"
 
 
 def counting_shim(directory: Path, log: Path) -> None:
@@ -98,19 +95,19 @@ def main() -> int:
     (work / "bin").mkdir()
     calls = work / "sacctmgr.calls"
     counting_shim(work / "bin", calls)
-    redis.Redis.from_url(BROKER).flushdb()
+    redis_proc, broker = own_redis(work)
     emu = WaldurEmulator(token="bench", profile=args.profile).start()
     offering, orders = seed(emu, args.orders, args.customers, args.users)
     parent = f"bench{os.getpid()}"
     env = sync_environment(os.environ, PATH=f"{work / 'bin'}:{os.environ['PATH']}", WALDUR_API_URL=emu.url,
                            WALDUR_API_TOKEN="bench", WALDUR_OFFERING_UUID=offering["uuid"],
-                           SLURM_DEFAULT_ACCOUNT=parent, CELERY_BROKER_URL=BROKER, REDIS_URL=BROKER,
+                           SLURM_DEFAULT_ACCOUNT=parent, CELERY_BROKER_URL=broker, REDIS_URL=broker,
                            SLURM_SYNC_BATCH_SIZE=str(args.batch))
     worker = start_worker(env, work)
     from celery import Celery
     app = Celery("bench")
     app.config_from_object("celeryconfig")
-    app.conf.broker_url = BROKER
+    app.conf.broker_url = broker
     try:
         seeded_requests = len(emu.requests)
         calls.write_text("")
@@ -146,6 +143,7 @@ def main() -> int:
         worker.kill()
         emu.stop()
         remove_tree(parent)
+        redis_proc.terminate()
     return 0
 
 
