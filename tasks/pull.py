@@ -93,9 +93,9 @@ def recover_orders() -> int:
     rt = runtime()
     guard = OrderGuard(rt.redis)
     lapsed = guard.leases.take_lapsed(QUEUED_TTL)
-    final = [uuid for uuid in lapsed if guard.is_final(uuid)]
-    guard.leases.release(final)
-    again = [uuid for uuid in lapsed if uuid not in set(final)]
+    final = {uuid for uuid in lapsed if guard.is_final(uuid)}
+    guard.leases.release(sorted(final))
+    again = [uuid for uuid in lapsed if uuid not in final]
     _send(again)
     if again:
         log.warning("recover_orders: %d orders whose worker stopped holding them are enqueued again", len(again))
@@ -163,8 +163,8 @@ def _after_batch(guard: OrderGuard, mine: Sequence[str], again: Sequence[str], a
     elif again:
         log.error("process_orders: %d orders still not finished after %d attempts; the next poll takes them up",
                   len(again), attempt + 1)
-    left = [uuid for uuid in mine if uuid not in set(again) or attempt >= BATCH_RETRIES]
-    guard.leases.release([uuid for uuid in left if not guard.is_final(uuid)])
+    retrying = set(again) if attempt < BATCH_RETRIES else set()
+    guard.leases.release([uuid for uuid in mine if uuid not in retrying])
 
 
 @app.task(bind=True, **RETRY)
