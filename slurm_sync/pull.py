@@ -36,6 +36,7 @@ from .waldur_api import WaldurAPI, WaldurHTTPError, WaldurUnavailable
 log = logging.getLogger(__name__)
 # the states an order's resource can be in while the order is active (a Restore's is Terminated)
 LIVE_RESOURCE_STATES = ("Creating", "OK", "Erred", "Updating", "Terminating")
+LISTED_TEAM_TYPES = ("Create", "Update")  # orders whose teams a batch may read from the permissions listing
 
 
 def transient(error: BaseException) -> bool:
@@ -158,7 +159,8 @@ class OrderProcessor:
                     raise OrderRejected(f"the order's resource {resource_uuid[:40]!r} could not be read from Waldur")
                 team = None
                 if order.get("type") in ENSURE_TYPES and resource_uuid:
-                    team = teams(order) if teams else self._step(order, self.waldur.resource_team, resource_uuid)
+                    listed = teams is not None and order.get("type") in LISTED_TEAM_TYPES
+                    team = teams(order) if listed else self._step(order, self.waldur.resource_team, resource_uuid)
                 spec = allocation_spec(order_input(order, resources.get(resource_uuid), team), self.policy,
                                        self.components, self.cluster_tres())
                 for member, why in spec.skipped_users:
@@ -172,11 +174,12 @@ class OrderProcessor:
         return specs
 
     def _teams(self, orders: Sequence[Mapping[str, Any]]) -> Optional[Callable[[Mapping[str, Any]], list]]:
-        """For a batch of more than two orders that need teams: every team from two listings (the provider's
+        """For a batch of more than two Create/Update orders: their teams from two listings (the provider's
         project permissions and the offering users' logins: the members Waldur's team/ endpoint serves), not
-        one read per resource. None when a team is to be read per resource (few orders, or a token that may
-        not read the permissions)."""
-        if sum(1 for o in orders if o.get("type") in ENSURE_TYPES and o.get("marketplace_resource_uuid")) <= 2:
+        one read per resource. None when teams are read per resource (few orders, or a token that may not
+        read the permissions). A Restore's team is always read per resource: the permissions list only
+        projects with a resource that is not Terminated, and a Restore's project may have none."""
+        if sum(1 for o in orders if o.get("type") in LISTED_TEAM_TYPES and o.get("marketplace_resource_uuid")) <= 2:
             return None
         members = self.waldur.project_members()
         if members is None:

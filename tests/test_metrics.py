@@ -207,6 +207,25 @@ def test_executor_logs_one_line_per_command_and_counts_it(caplog):
     assert value(text, "slurm_sync_slurm_commands_total", command="sh", result="timeout") >= 1
 
 
+def test_sacct_runs_are_logged_and_counted_like_every_slurm_command(caplog, tmp_path):
+    """sacct streams through its own runner (sacct.PopenLines): it logs and counts like the executor does."""
+    from slurm_sync.slurm.sacct import PopenLines, SacctError
+    fake = tmp_path / "sacct"
+    fake.write_text('#!/bin/sh\n[ "$1" = "--fail" ] && { echo "slurmdbd down" >&2; exit 1; }\necho "1|a|u"\n')
+    fake.chmod(0o755)
+    caplog.set_level("INFO", logger="slurm_sync.slurm.executor")
+    before = value(m.render().decode(), "slurm_sync_slurm_commands_total", command="sacct")
+    assert list(PopenLines(timeout=30)([str(fake), "--ok"])) == ["1|a|u\n"]
+    with pytest.raises(SacctError):
+        list(PopenLines(timeout=30)([str(fake), "--fail"]))
+    records = [r for r in caplog.records if getattr(r, "event", None) == "slurm_command"]
+    assert [(r.result, r.returncode) for r in records] == [("ok", 0), ("error", 1)]
+    assert records[1].getMessage().endswith(": slurmdbd down") and "TZ=UTC" in records[0].getMessage()
+    text = m.render().decode()
+    assert value(text, "slurm_sync_slurm_commands_total", command="sacct") == before + 2
+    assert value(text, "slurm_sync_slurm_commands_total", command="sacct", result="error") >= 1
+
+
 def test_sacctmgr_writes_commit_or_unchanged_on_the_bed(slurm_sandbox):
     from slurm_sync.slurm.executor import NativeExecutor
     executor = NativeExecutor()

@@ -312,3 +312,21 @@ def test_an_order_whose_done_report_fails_is_finished_without_a_second_write(pro
     second = run(processor, waldur)
     assert second.by_result("done") == [order["uuid"]] and second.commits == 0
     assert waldur.get_order(order["uuid"])["state"] == "done"
+
+
+@pytest.mark.parametrize("waldur_profile", ["current"])  # no Restore order type on the 7.0 line (row 3)
+def test_a_restore_in_a_batch_reads_its_own_team(processor, waldur, scenario):
+    """A batch reads Create/Update teams from the provider's project permissions, which leave out a project whose
+    only resource is Terminated: a Restore's team is read from its resource, so the restored account gets it."""
+    c, p, a = names(processor)
+    root = processor.policy.default_account
+    old = scenario.create("acme", "physics", "comeback", team=("bob",))
+    run(processor, waldur)
+    scenario.order(old["marketplace_resource_uuid"], "Terminate")
+    run(processor, waldur)
+    creates = [scenario.create("globex", f"proj{i}", f"fresh{i}", team=("alice",)) for i in range(3)]
+    restore = scenario.order(old["marketplace_resource_uuid"], "Restore", limits={"cpu": 10, "gpu": 2})
+    result = run(processor, waldur)
+    assert sorted(result.by_result("done")) == sorted([restore["uuid"]] + [o["uuid"] for o in creates])
+    users = slurm_tree(root)[2]
+    assert ("bob", a("comeback")) in users and all(("alice", a(f"fresh{i}")) in users for i in range(3))

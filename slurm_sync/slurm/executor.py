@@ -84,14 +84,14 @@ class NativeExecutor:
                 stdin=None if input is not None else subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired as error:
-            _observe(argv, full, "timeout", None, time.monotonic() - started, f"timed out after {limit:g} s")
+            observe_run(argv, full, "timeout", None, time.monotonic() - started, f"timed out after {limit:g} s")
             raise SlurmCommandError(full, None, _text(error.stdout), _text(error.stderr),
                                     message=f"timed out after {limit:g} s") from None
         except OSError as error:
-            _observe(argv, full, "cannot-run", None, time.monotonic() - started, str(error.strerror or error))
+            observe_run(argv, full, "cannot-run", None, time.monotonic() - started, str(error.strerror or error))
             raise SlurmCommandError(full, None, message=f"cannot run: {error.strerror or error}") from None
         result = CommandResult(completed.returncode, completed.stdout, completed.stderr)
-        _observe(argv, full, _outcome(argv, result), result.returncode, time.monotonic() - started,
+        observe_run(argv, full, _outcome(argv, result), result.returncode, time.monotonic() - started,
                  (result.stderr.strip() or result.stdout.strip())[-_LOGGED_ERROR:] if result.returncode else "")
         if check and result.returncode != 0:
             raise SlurmCommandError(full, result.returncode, result.stdout, result.stderr)
@@ -123,9 +123,10 @@ def _outcome(argv: Sequence[str], result: CommandResult) -> str:
     return "ok" if result.returncode == 0 else "error"
 
 
-def _observe(argv: List[str], full: List[str], result: str, returncode: Optional[int], seconds: float,
-             error: str = "") -> None:
-    """One structured log line and the metrics of one command (never raises)."""
+def observe_run(argv: List[str], full: List[str], result: str, returncode: Optional[int], seconds: float,
+                error: str = "") -> None:
+    """One structured log line and the metrics of one command (never raises); sacct's streamed runs
+    (``sacct.PopenLines``) report here too."""
     try:
         from ..observability.metrics import observe_command
         observe_command(argv, result, seconds)

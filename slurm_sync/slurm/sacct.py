@@ -22,12 +22,14 @@ import logging
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from slurm_sync.billing import UTC, aware
+from slurm_sync.slurm.executor import observe_run
 from slurm_sync.slurm.model import JobRecord
 
 log = logging.getLogger(__name__)
@@ -130,6 +132,7 @@ class PopenLines:
         if self.executor is not None and hasattr(self.executor, "counter"):
             self.executor.counter += 1  # type: ignore[attr-defined]
         log.debug("streaming %s", full)
+        started = time.monotonic()
         with tempfile.TemporaryFile() as stderr:
             try:
                 process = subprocess.Popen(
@@ -137,6 +140,7 @@ class PopenLines:
                     text=True, encoding="utf-8", errors="replace",
                 )
             except OSError as error:
+                observe_run(argv, full, "cannot-run", None, time.monotonic() - started, str(error.strerror or error))
                 raise SacctError(f"cannot run {argv[0]}: {error.strerror or error}") from None
             timed_out = threading.Event()
 
@@ -160,11 +164,15 @@ class PopenLines:
                     process.kill()
                     process.wait()
                 process.stdout.close()  # type: ignore[union-attr]
+            seconds = time.monotonic() - started
             if timed_out.is_set():
+                observe_run(argv, full, "timeout", None, seconds, f"timed out after {self.timeout} s")
                 raise SacctError(f"{argv[0]} timed out after {self.timeout} s")
+            stderr.seek(0)
+            message = stderr.read(4000).decode("utf-8", "replace").strip()
+            observe_run(argv, full, "ok" if returncode == 0 else "error", returncode, seconds,
+                        message if returncode else "")
             if returncode != 0:
-                stderr.seek(0)
-                message = stderr.read(4000).decode("utf-8", "replace").strip()
                 raise SacctError(f"{argv[0]} exited {returncode}: {message}")
 
 
