@@ -31,17 +31,12 @@ from .plan import BatchPlan, plan_batch
 from .slurm.executor import SlurmCommandError
 from .slurm.model import AddAccounts, AddUsers, Operation
 from .observability import metrics
-from .waldur_api import WaldurAPI, WaldurHTTPError, WaldurUnavailable
+from .waldur_api import WaldurAPI, WaldurHTTPError, WaldurUnavailable, transient
 
 log = logging.getLogger(__name__)
 # the states an order's resource can be in while the order is active (a Restore's is Terminated)
 LIVE_RESOURCE_STATES = ("Creating", "OK", "Erred", "Updating", "Terminating")
 LISTED_TEAM_TYPES = ("Create", "Update")  # orders whose teams a batch may read from the permissions listing
-
-
-def transient(error: BaseException) -> bool:
-    """Waldur could not answer now (5xx, 429, no answer) even after the retries close to the call."""
-    return isinstance(error, WaldurUnavailable) or (isinstance(error, WaldurHTTPError) and error.transient)
 
 
 class _Deferred(Exception):

@@ -10,7 +10,7 @@ costs time (a 7.0-line server answers 409 where the current one answers 400).
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import requests
 import waldur_client
@@ -56,6 +56,22 @@ class WaldurUnavailable(WaldurClientException):
 
 RETRIED_STATUSES = (429, 500, 502, 503, 504)
 RETRY_AFTER_CAP = 30.0  # seconds: a server asking for longer gets the task-level retry instead
+
+
+def transient(error: BaseException) -> bool:
+    """Waldur could not answer now (5xx, 429, no answer) even after the retries close to the call."""
+    return isinstance(error, WaldurUnavailable) or (isinstance(error, WaldurHTTPError) and error.transient)
+
+
+def unavailable_when_transient(function: Callable[..., Any], *args: Any) -> Any:
+    """Run a Waldur call; a transient answer that outlived the retries close to the call is raised as
+    :class:`WaldurUnavailable`, which the tasks' autoretry takes (a refusal is raised as it is)."""
+    try:
+        return function(*args)
+    except WaldurHTTPError as error:
+        if error.transient:
+            raise WaldurUnavailable(str(error)) from error
+        raise
 
 
 class _BoundedRetry(Retry):

@@ -27,8 +27,7 @@ from slurm_sync.membership import MembershipSync
 from slurm_sync.pull import OrderProcessor
 from slurm_sync.settings import env_int
 from slurm_sync.slurm.executor import DockerExecutor, SlurmCommandError
-from slurm_sync.pull import transient
-from slurm_sync.waldur_api import WaldurHTTPError, WaldurUnavailable
+from slurm_sync.waldur_api import WaldurHTTPError, WaldurUnavailable, transient, unavailable_when_transient
 
 from .app import app, runtime
 from .guards import ORDER_LOCK_TTL, QUEUED_TTL, OrderGuard, SlurmBusy, exclusive
@@ -80,7 +79,8 @@ def poll_orders(self) -> int:
         if not mine:
             log.info("poll_orders: another poll is running; skipped")
             return 0
-        orders = [o for o in _call(rt.waldur.active_orders) if not guard.is_final(o["uuid"])]
+        active = unavailable_when_transient(rt.waldur.active_orders)
+        orders = [o for o in active if not guard.is_final(o["uuid"])]
         fresh = guard.leases.claim([o["uuid"] for o in orders], QUEUED_TTL)
         _send(fresh)
         log.info("poll_orders: %d active orders, %d enqueued", len(orders), len(fresh))
@@ -171,7 +171,8 @@ def _after_batch(guard: OrderGuard, mine: Sequence[str], again: Sequence[str], a
 def process_order(self, order_uuid: str) -> Dict[str, List[str]]:
     """Re-do one order now, whatever the markers say (`celery call tasks.pull.process_order --args='["<uuid>"]'`)."""
     rt = runtime()
-    order = _call(rt.waldur.get_order, order_uuid)  # an unknown uuid fails here, loudly (a 404)
+    # an unknown uuid fails here, loudly (a 404)
+    order = unavailable_when_transient(rt.waldur.get_order, order_uuid)
     if order.get("offering_uuid") and order["offering_uuid"] != rt.waldur.offering_uuid:
         raise ValueError(f"order {order_uuid} belongs to offering {order['offering_uuid']}, not to "
                          f"{rt.waldur.offering_uuid}")
@@ -190,15 +191,6 @@ def sync_memberships(self) -> Dict[str, Any]:
         with exclusive(rt.redis, "slurm-writes", ttl=ORDER_LOCK_TTL, wait=60, keep_alive=True) as writer:
             if not writer:
                 raise SlurmBusy("another batch is writing to SLURM")
-            result = _call(MembershipSync(rt.waldur, rt.sacctmgr, rt.policy, on_new_users=_home_directories()).run)
+            sync = MembershipSync(rt.waldur, rt.sacctmgr, rt.policy, on_new_users=_home_directories())
+            result = unavailable_when_transient(sync.run)
         return asdict(result)
-
-
-def _call(function, *args):
-    """Turn Waldur's transient answers into retries (the task's autoretry takes WaldurUnavailable)."""
-    try:
-        return function(*args)
-    except WaldurHTTPError as error:
-        if error.transient:
-            raise WaldurUnavailable(str(error)) from error
-        raise

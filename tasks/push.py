@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 from slurm_sync.push import PushResult, UsageReporter
 from slurm_sync.slurm.executor import SlurmCommandError
 from slurm_sync.slurm.sacct import PopenLines, SacctError
-from slurm_sync.waldur_api import WaldurHTTPError, WaldurUnavailable
+from slurm_sync.waldur_api import WaldurUnavailable, unavailable_when_transient
 
 from .app import app, runtime
 from .guards import PREFIX, exclusive
@@ -75,12 +75,9 @@ def _run(resource_uuids: Optional[List[str]] = None, months=None) -> Dict:
         if not mine:
             log.info("report_usage: another cycle is running; skipped")
             return {}
-        try:
-            result: PushResult = _reporter().run(resource_uuids=resource_uuids, months=months)
-        except WaldurHTTPError as error:  # a listing still failing after the retries close to the call
-            if error.transient:
-                raise WaldurUnavailable(str(error)) from error  # the task's retry, with backoff
-            raise
+        # a listing still failing after the retries close to the call: the task's retry, with backoff
+        result: PushResult = unavailable_when_transient(
+            lambda: _reporter().run(resource_uuids=resource_uuids, months=months))
         log.info("report_usage: months %s, %d sacct calls, %d jobs, %d usage posts, %d user-usage posts, "
                  "%d erred, %d recovered, %d anomalies, %d refused", result.months, result.sacct_calls, result.jobs,
                  result.usage_posts, result.user_usage_posts, len(result.erred), len(result.recovered),
