@@ -1,0 +1,137 @@
+"""Fixtures of the compose-stack stage: the engine, the images, the Waldur emulator, the SLURM head node.
+
+Everything here is made by this session and removed at its end: the engine's scratch directory (images,
+containers, volumes, networks), the service's process (by pid), the head node's database and user.
+Run with `pytest -m compose tests/compose` (scripts/test runs it after the main suite).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import time
+from pathlib import Path
+from typing import Dict, Iterator
+
+import pytest
+
+from slurm_sync.testing.waldur_emulator import WaldurEmulator
+
+from .engine import SLURM_HEAD_IMAGE, Engine, HealthRunner
+from .stack import REPO, container_hosts_address
+
+pytestmark = pytest.mark.compose
+TIMINGS: Dict[str, float] = {}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.compose)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if TIMINGS:
+        terminalreporter.write_sep("-", "compose stage timings")
+        for step, seconds in TIMINGS.items():
+            terminalreporter.write_line(f"{step:<45} {seconds:7.1f} s")
+
+
+class timed:
+    def __init__(self, step: str):
+        self.step = step
+
+    def __enter__(self):
+        self.started = time.monotonic()
+
+    def __exit__(self, *exc):
+        TIMINGS[self.step] = time.monotonic() - self.started
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Engine]:
+    if os.geteuid() != 0:
+        pytest.fail("the compose stage installs and runs a container engine: it needs root")
+    scratch = Path(os.environ.get("SLURM_SYNC_COMPOSE_DIR", f"/var/tmp/slurm-sync-compose-{os.getpid()}"))
+    engine = Engine(scratch)
+    try:
+        with timed("engine: install + start"):
+            engine.start()
+        with timed("base images (debootstrap + 4 builds)"):
+            engine.make_base_images()
+        with timed("product image (docker/Dockerfile, once)"):
+            engine.build(REPO, "docker/Dockerfile", "docker.io/library/slurm-sync:latest")
+        runner = HealthRunner(engine).start()
+        try:
+            yield engine
+        finally:
+            runner.stop()
+    finally:
+        if os.environ.get("SLURM_SYNC_COMPOSE_KEEP") == "1":  # keep the engine and its images for the next run
+            engine.service.terminate()
+        else:
+            with timed("teardown"):
+                engine.stop()
+
+
+@pytest.fixture(scope="session")
+def waldur_for_containers() -> Iterator[WaldurEmulator]:
+    """The emulator on every host address: the containers reach it through their network's gateway."""
+    emu = WaldurEmulator(token=secrets.token_hex(20), host="0.0.0.0").start()
+    emu.store.base_url = container_url(emu)
+    yield emu
+    emu.stop()
+
+
+def container_url(emu: WaldurEmulator) -> str:
+    return f"http://{container_hosts_address()}:{emu.port}/api/"
+
+
+def mariadb(sql: str) -> str:
+    done = subprocess.run(["mariadb", "--batch", "--skip-column-names", "-uroot", "-h127.0.0.1"], input=sql,
+                          capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise AssertionError(f"mariadb: {done.stderr}")
+    return done.stdout
+
+
+class HeadNode:
+    """A SLURM head node in a container (tests/compose/images/slurm-head.Containerfile)."""
+
+    def __init__(self, engine: Engine, name: str, cluster: str, db: Dict[str, str]):
+        self.engine, self.name, self.cluster, self.db = engine, name, cluster, db
+
+    def exec(self, *argv: str, check: bool = True) -> str:
+        return self.engine.podman("exec", self.name, *argv, check=check, timeout=120).stdout
+
+    def associations(self) -> list:
+        rows = self.exec("sacctmgr", "-n", "-P", "show", "assoc", "format=account,user,parentname,grptresmins")
+        return [line.split("|") for line in rows.splitlines()]
+
+
+@pytest.fixture(scope="session")
+def head_node(engine) -> Iterator[HeadNode]:
+    """munged + slurmdbd + slurmctld in a container on the host's network, its database on the host's MariaDB."""
+    suffix = secrets.token_hex(3)
+    db = {"DB_NAME": f"slurm_sync_compose_{suffix}", "DB_USER": f"ssc_{suffix}",
+          "DB_PASSWORD": secrets.token_hex(12), "DB_HOST": "127.0.0.1", "DB_PORT": "3306"}
+    for host in ("localhost", "127.0.0.1"):
+        mariadb(f"CREATE USER '{db['DB_USER']}'@'{host}' IDENTIFIED BY '{db['DB_PASSWORD']}';"
+                f"GRANT ALL ON `{db['DB_NAME']}`.* TO '{db['DB_USER']}'@'{host}';")
+    name, cluster = f"slurm-head-{suffix}", f"head{suffix}"
+    env = [f"--env={key}={value}" for key, value in {**db, "CLUSTER": cluster, "PORT_BASE": "16917"}.items()]
+    try:
+        with timed("head node: start"):
+            engine.podman("run", "--detach", "--name", name, "--network", "host", *env, SLURM_HEAD_IMAGE)
+            node = HeadNode(engine, name, cluster, db)
+            deadline = time.monotonic() + 120
+            while cluster not in node.exec("sacctmgr", "-n", "-P", "show", "cluster", "format=cluster",
+                                           check=False):
+                if time.monotonic() > deadline:
+                    logs = engine.podman("logs", name, check=False)
+                    raise AssertionError(f"head node did not come up: {logs.stdout}{logs.stderr}")
+                time.sleep(1)
+        yield node
+    finally:
+        engine.podman("rm", "--force", "--time", "0", name, check=False)
+        mariadb(f"DROP DATABASE IF EXISTS `{db['DB_NAME']}`;"
+                + "".join(f"DROP USER IF EXISTS '{db['DB_USER']}'@'{host}';" for host in ("localhost", "127.0.0.1")))
