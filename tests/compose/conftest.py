@@ -20,13 +20,15 @@ from slurm_sync.testing.waldur_emulator import WaldurEmulator
 from .engine import SLURM_HEAD_IMAGE, Engine, HealthRunner
 from .stack import REPO, container_hosts_address
 
-pytestmark = pytest.mark.compose
 TIMINGS: Dict[str, float] = {}
+HERE = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(items):
+    """Every test of this directory (and only those: the hook sees the whole session's items) is `compose`."""
     for item in items:
-        item.add_marker(pytest.mark.compose)
+        if HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.compose)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -133,7 +133,8 @@ class Engine:
             except subprocess.TimeoutExpired:
                 self.service.kill()
                 self.service.wait(timeout=20)
-        self.podman("system", "reset", "--force", check=False, timeout=300)
+        if (self.scratch / "storage.conf").exists():  # never without it: podman would reset the host's own storage
+            self.podman("system", "reset", "--force", check=False, timeout=300)
         self.kill_leftovers()
         for mount in reversed(self.mounts()):
             run(["umount", "--lazy", mount], check=False)

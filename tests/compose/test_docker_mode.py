@@ -34,7 +34,7 @@ def offering(waldur_for_containers):
 
 
 @pytest.fixture(scope="module")
-def stack(engine, head_node, waldur_for_containers, offering, tmp_path_factory):
+def stack(engine, head_node, waldur_for_containers, offering):
     emu = waldur_for_containers
     values = base_env(engine, scratch=engine.scratch, project="slurm-sync-ci-docker", waldur_url=container_url(emu),
                       token=emu.token, offering=offering.offering["uuid"], prefix="cd",

@@ -34,7 +34,8 @@ def container_slurm_conf(bed_conf: Path, munge_socket: str, target: Path) -> Pat
 def native_stack(engine, slurm_bed, waldur_for_containers):
     emu = waldur_for_containers
     scenario = Scenario(emu)
-    conf_dir = container_slurm_conf(slurm_bed.slurm_conf, "/run/munge/munge.socket.2", engine.scratch / "native-etc-slurm")
+    conf_dir = container_slurm_conf(slurm_bed.slurm_conf, "/run/munge/munge.socket.2",
+                                    engine.scratch / "native-etc-slurm")
     values = base_env(engine, scratch=engine.scratch, project="slurm-sync-ci-native", waldur_url=container_url(emu),
                       token=emu.token, offering=scenario.offering["uuid"], prefix=PREFIX,
                       SLURM_DEPLOYMENT_TYPE="native",
