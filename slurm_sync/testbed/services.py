@@ -146,4 +146,6 @@ def start_redis(layout: Layout, spec: Spec) -> Daemon:
 
 
 def drop_slurm_database(spec: Spec) -> None:
-    _mariadb(spec, f"DROP DATABASE IF EXISTS `{spec.db_name}`")
+    """Undo :func:`ensure_slurm_database`: the database and its user."""
+    users = [f"'{spec.db_user}'@'{host}'" for host in ("localhost", "127.0.0.1")]
+    _mariadb(spec, f"DROP DATABASE IF EXISTS `{spec.db_name}`;" + "".join(f"DROP USER IF EXISTS {u};" for u in users))

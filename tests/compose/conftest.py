@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 import time
 from pathlib import Path
 from typing import Dict, Iterator
 
 import pytest
 
+from slurm_sync.testbed.configs import Spec
+from slurm_sync.testbed.services import drop_slurm_database, ensure_slurm_database
 from slurm_sync.testing.waldur_emulator import WaldurEmulator
 
 from .engine import SLURM_HEAD_IMAGE, Engine, HealthRunner
@@ -88,19 +89,11 @@ def container_url(emu: WaldurEmulator) -> str:
     return f"http://{container_hosts_address()}:{emu.port}/api/"
 
 
-def mariadb(sql: str) -> str:
-    done = subprocess.run(["mariadb", "--batch", "--skip-column-names", "-uroot", "-h127.0.0.1"], input=sql,
-                          capture_output=True, text=True, timeout=60)
-    if done.returncode != 0:
-        raise AssertionError(f"mariadb: {done.stderr}")
-    return done.stdout
-
-
 class HeadNode:
     """A SLURM head node in a container (tests/compose/images/slurm-head.Containerfile)."""
 
-    def __init__(self, engine: Engine, name: str, cluster: str, db: Dict[str, str]):
-        self.engine, self.name, self.cluster, self.db = engine, name, cluster, db
+    def __init__(self, engine: Engine, name: str, spec: Spec):
+        self.engine, self.name, self.spec = engine, name, spec
 
     def exec(self, *argv: str, check: bool = True) -> str:
         return self.engine.podman("exec", self.name, *argv, check=check, timeout=120).stdout
@@ -113,21 +106,19 @@ class HeadNode:
 @pytest.fixture(scope="session")
 def head_node(engine) -> Iterator[HeadNode]:
     """munged + slurmdbd + slurmctld in a container on the host's network, its database on the host's MariaDB."""
-    suffix = secrets.token_hex(3)
-    db = {"DB_NAME": f"slurm_sync_compose_{suffix}", "DB_USER": f"ssc_{suffix}",
-          "DB_PASSWORD": secrets.token_hex(12), "DB_HOST": "127.0.0.1", "DB_PORT": "3306"}
-    for host in ("localhost", "127.0.0.1"):
-        mariadb(f"CREATE USER '{db['DB_USER']}'@'{host}' IDENTIFIED BY '{db['DB_PASSWORD']}';"
-                f"GRANT ALL ON `{db['DB_NAME']}`.* TO '{db['DB_USER']}'@'{host}';")
-    name, cluster = f"slurm-head-{suffix}", f"head{suffix}"
-    env = [f"--env={key}={value}" for key, value in {**db, "CLUSTER": cluster, "PORT_BASE": "16917"}.items()]
+    spec = Spec(cluster=f"head{secrets.token_hex(3)}")  # its database and user, as the bed makes its own
+    ensure_slurm_database(spec)
+    name = f"slurm-head-{spec.cluster}"
+    settings = {"DB_NAME": spec.db_name, "DB_USER": spec.db_user, "DB_PASSWORD": spec.db_password,
+                "DB_HOST": spec.db_host, "DB_PORT": spec.db_port, "CLUSTER": spec.cluster, "PORT_BASE": 16917}
     try:
         with timed("head node: start"):
-            engine.podman("run", "--detach", "--name", name, "--network", "host", *env, SLURM_HEAD_IMAGE)
-            node = HeadNode(engine, name, cluster, db)
+            engine.podman("run", "--detach", "--name", name, "--network", "host",
+                          *(f"--env={key}={value}" for key, value in settings.items()), SLURM_HEAD_IMAGE)
+            node = HeadNode(engine, name, spec)
             deadline = time.monotonic() + 120
-            while cluster not in node.exec("sacctmgr", "-n", "-P", "show", "cluster", "format=cluster",
-                                           check=False):
+            while spec.cluster not in node.exec("sacctmgr", "-n", "-P", "show", "cluster", "format=cluster",
+                                                check=False):
                 if time.monotonic() > deadline:
                     logs = engine.podman("logs", name, check=False)
                     raise AssertionError(f"head node did not come up: {logs.stdout}{logs.stderr}")
@@ -135,5 +126,4 @@ def head_node(engine) -> Iterator[HeadNode]:
         yield node
     finally:
         engine.podman("rm", "--force", "--time", "0", name, check=False)
-        mariadb(f"DROP DATABASE IF EXISTS `{db['DB_NAME']}`;"
-                + "".join(f"DROP USER IF EXISTS '{db['DB_USER']}'@'{host}';" for host in ("localhost", "127.0.0.1")))
+        drop_slurm_database(spec)

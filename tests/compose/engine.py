@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import threading
@@ -180,9 +181,9 @@ class Engine:
         rootfs = self.scratch / "rootfs"
         shutil.rmtree(rootfs, ignore_errors=True)
         run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs), debian_mirror()], timeout=900)
+        # apt inside the images uses the host's sources (its mirror, its snapshot)
         sources = rootfs / "etc/apt"
-        for name in ("sources.list",):
-            (sources / name).unlink(missing_ok=True)
+        (sources / "sources.list").unlink(missing_ok=True)
         for path in Path("/etc/apt/sources.list.d").glob("*.sources"):
             shutil.copy(path, sources / "sources.list.d" / path.name)
         if Path("/etc/apt/sources.list").exists():
@@ -244,7 +245,6 @@ def remove_netavark_rules() -> None:
 
 def _unquote(parts: List[str]) -> List[str]:
     """iptables -S quotes comments ("netavark firewall plugin rules"): rejoin them as one argument."""
-    import shlex
     return shlex.split(" ".join(parts))
 
 
@@ -276,7 +276,6 @@ class HealthRunner:
         self._stop = threading.Event()
         self._next: Dict[str, float] = {}
         self._thread = threading.Thread(target=self._loop, name="healthcheck-runner", daemon=True)
-        self.runs = 0
 
     def start(self) -> "HealthRunner":
         self._thread.start()
@@ -301,7 +300,6 @@ class HealthRunner:
                 if self._next.get(cid, 0) > now:
                     continue
                 done = self.engine.podman("healthcheck", "run", cid, check=False, timeout=120)
-                self.runs += 1
                 if "no defined healthcheck" in done.stderr or "no healthcheck" in done.stderr:
                     self._next[cid] = float("inf")
                 elif done.returncode == 0 and done.stdout.strip() in ("", "healthy"):

@@ -5,12 +5,12 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
+
+from tests.test_deploy_files import free_port
 
 from .engine import Engine, EngineError, run
 
@@ -29,48 +29,60 @@ def compose_binary() -> List[str]:
     return [found] if found else ["docker", "compose"]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def write_env_file(path: Path, values: Dict[str, str]) -> Path:
-    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
-    path.chmod(0o600)
-    return path
-
-
 class Stack:
     """One compose project: ``compose(...)`` runs a compose command as the README writes it."""
 
-    def __init__(self, engine: Engine, env_file: Path, files: List[Path]):
-        self.engine = engine
-        self.env_file = env_file
-        self.files = files
-        self.values = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    def __init__(self, engine: Engine, env_file: Path, files: List[Path], values: Dict[str, str]):
+        self.engine, self.env_file, self.files, self.values = engine, env_file, files, values
 
-    @property
-    def project(self) -> str:
-        return self.values["COMPOSE_PROJECT_NAME"]
+    @classmethod
+    def deploy(cls, engine: Engine, files: List[Path], *, project: str, waldur_url: str, token: str,
+               offering: str, prefix: str, **extra: str) -> "Stack":
+        """Write the deployment's env file for one test stack (the README's variables, filled in for this
+        run; ``extra`` adds or overrides) and return the stack it describes; nothing is started yet."""
+        env_file = engine.scratch / f"{project}.env"
+        values = {
+            "DEPLOY_ENV_FILE": str(env_file),
+            "COMPOSE_PROJECT_NAME": project,
+            "DEPLOY_FLOWER_BIND": "127.0.0.1",
+            "DEPLOY_FLOWER_PORT": str(free_port()),
+            "DEPLOY_DOCKER_GID": str(engine.SOCKET_GID),
+            "DEPLOY_DOCKER_SOCKET": str(engine.socket),
+            "DEPLOY_IMAGE": "slurm-sync:latest",
+            "WALDUR_API_URL": waldur_url,
+            "WALDUR_API_TOKEN": token,
+            "WALDUR_OFFERING_UUID": offering,
+            "WALDUR_SYNC_DIRECTION": "both",
+            "REQUESTS_VERIFY_SSL": "false",
+            "SLURM_CUSTOMER_PREFIX": f"{prefix}c_",
+            "SLURM_PROJECT_PREFIX": f"{prefix}p_",
+            "SLURM_ALLOCATION_PREFIX": f"{prefix}a_",
+            "SLURM_DEFAULT_ACCOUNT": f"{prefix}root",
+            "REDIS_PASSWORD": secrets.token_hex(16),
+            "FLOWER_BASIC_AUTH": f"ci:{secrets.token_hex(8)}",
+            # beat's first cycles come one interval after it starts: short ones, so health turns green soon
+            "SLURM_SYNC_POLL_INTERVAL": "5",
+            "SLURM_SYNC_USAGE_INTERVAL": "10",
+            **extra,
+        }
+        env_file.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+        env_file.chmod(0o600)
+        return cls(engine, env_file, files, values)
 
-    def compose(self, *args: str, timeout: float = 600, check: bool = True,
-                input: Optional[str] = None) -> subprocess.CompletedProcess:
+    def compose(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
         """`docker compose <args>` after the README's `export COMPOSE_FILE=... COMPOSE_ENV_FILES=...`."""
         env = {k: v for k, v in self.engine.env.items() if not k.startswith("COMPOSE_")}
         env.update(COMPOSE_FILE=":".join(str(f.relative_to(REPO)) for f in self.files),
                    COMPOSE_ENV_FILES=str(self.env_file))
-        return run([*compose_binary(), *args], env=env, timeout=timeout, check=check, input=input, cwd=REPO)
+        return run([*compose_binary(), *args], env=env, timeout=timeout, check=check, cwd=REPO)
 
-    def up(self, wait_timeout: int = 300) -> float:
-        """`up -d --wait`: returns the seconds until every service was running and healthy."""
-        started = time.monotonic()
+    def up(self, wait_timeout: int = 300) -> None:
+        """`up -d --wait`: every service running and healthy, or an error with the logs."""
         done = self.compose("up", "--detach", "--wait", "--wait-timeout", str(wait_timeout), "--no-build",
                             timeout=wait_timeout + 120, check=False)
         if done.returncode != 0:
             raise EngineError(f"compose up failed ({done.returncode}):\n{done.stdout[-3000:]}\n"
                               f"{done.stderr[-3000:]}\n{self.logs()}")
-        return time.monotonic() - started
 
     def ps(self) -> List[dict]:
         out = self.compose("ps", "--all", "--format", "json").stdout.strip()
@@ -90,42 +102,6 @@ class Stack:
         extra = [f"--args={json.dumps(list(args))}"] if args else []
         return self.compose("exec", "-T", "worker-headnode", "celery", "-A", "tasks", "call", task, *extra,
                             timeout=120).stdout.strip()
-
-
-def base_env(engine: Engine, *, scratch: Path, project: str, waldur_url: str, token: str,
-             offering: str, prefix: str, **extra: str) -> Dict[str, str]:
-    """The deployment's env file for one test stack: the README's variables, filled in for this run."""
-    env_file = scratch / f"{project}.env"
-    values = {
-        "DEPLOY_ENV_FILE": str(env_file),
-        "COMPOSE_PROJECT_NAME": project,
-        "DEPLOY_FLOWER_BIND": "127.0.0.1",
-        "DEPLOY_FLOWER_PORT": str(free_port()),
-        "DEPLOY_DOCKER_GID": str(engine.SOCKET_GID),
-        "DEPLOY_DOCKER_SOCKET": str(engine.socket),
-        "DEPLOY_IMAGE": "slurm-sync:latest",
-        "WALDUR_API_URL": waldur_url,
-        "WALDUR_API_TOKEN": token,
-        "WALDUR_OFFERING_UUID": offering,
-        "WALDUR_SYNC_DIRECTION": "both",
-        "REQUESTS_VERIFY_SSL": "false",
-        "SLURM_CUSTOMER_PREFIX": f"{prefix}c_",
-        "SLURM_PROJECT_PREFIX": f"{prefix}p_",
-        "SLURM_ALLOCATION_PREFIX": f"{prefix}a_",
-        "SLURM_DEFAULT_ACCOUNT": f"{prefix}root",
-        "REDIS_PASSWORD": secrets.token_hex(16),
-        "FLOWER_BASIC_AUTH": f"ci:{secrets.token_hex(8)}",
-        # beat's first cycles come one interval after it starts: short ones, so health turns green soon
-        "SLURM_SYNC_POLL_INTERVAL": "5",
-        "SLURM_SYNC_USAGE_INTERVAL": "10",
-        **extra,
-    }
-    write_env_file(env_file, values)
-    return values
-
-
-def env_file_of(scratch: Path, project: str) -> Path:
-    return scratch / f"{project}.env"
 
 
 def container_hosts_address() -> str:

@@ -19,7 +19,7 @@ from tests.pull_scenario import Scenario
 
 from .conftest import container_url, timed
 from .flows import order_becomes_account, usage_is_posted
-from .stack import COMPOSE_FILE, SERVICES, Stack, base_env, env_file_of
+from .stack import COMPOSE_FILE, SERVICES, Stack
 
 COMPONENTS = [  # the offering's components as config-components.yaml names them (cpu, mem, gpu)
     {"type": "cpu", "name": "CPU", "measured_unit": "k-Hours", "billing_type": "usage"},
@@ -36,10 +36,9 @@ def offering(waldur_for_containers):
 @pytest.fixture(scope="module")
 def stack(engine, head_node, waldur_for_containers, offering):
     emu = waldur_for_containers
-    values = base_env(engine, scratch=engine.scratch, project="slurm-sync-ci-docker", waldur_url=container_url(emu),
-                      token=emu.token, offering=offering.offering["uuid"], prefix="cd",
-                      SLURM_DEPLOYMENT_TYPE="docker", SLURM_CONTAINER_NAME=head_node.name)
-    stack = Stack(engine, env_file_of(engine.scratch, values["COMPOSE_PROJECT_NAME"]), [COMPOSE_FILE])
+    stack = Stack.deploy(engine, [COMPOSE_FILE], project="slurm-sync-ci-docker", waldur_url=container_url(emu),
+                         token=emu.token, offering=offering.offering["uuid"], prefix="cd",
+                         SLURM_DEPLOYMENT_TYPE="docker", SLURM_CONTAINER_NAME=head_node.name)
     try:
         yield stack
     finally:
@@ -72,9 +71,9 @@ def test_an_order_becomes_an_account_in_the_slurm_container(stack, head_node, wa
 
 
 def test_celery_call_report_usage_posts_the_containers_usage(stack, head_node, waldur_for_containers, offering):
-    table = JobTable(DbSettings(host="127.0.0.1", port=3306, user=head_node.db["DB_USER"],
-                                password=head_node.db["DB_PASSWORD"], database=head_node.db["DB_NAME"],
-                                cluster=head_node.cluster))
+    spec = head_node.spec
+    table = JobTable(DbSettings(host=spec.db_host, port=spec.db_port, user=spec.db_user, password=spec.db_password,
+                                database=spec.db_name, cluster=spec.cluster))
     with timed("docker mode: celery call report_usage -> posted"):
         usage_is_posted(stack, waldur_for_containers, table, "cda_dock", head_node.exec)
 

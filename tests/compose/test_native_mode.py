@@ -15,7 +15,7 @@ from tests.pull_scenario import Scenario
 
 from .conftest import container_url, timed
 from .flows import order_becomes_account, usage_is_posted
-from .stack import COMPOSE_FILE, NATIVE_FILE, SERVICES, Stack, base_env, container_hosts_address, env_file_of
+from .stack import COMPOSE_FILE, NATIVE_FILE, SERVICES, Stack, container_hosts_address
 
 PREFIX = "cn"  # every account this stack makes starts with it: cnroot and below
 
@@ -36,13 +36,12 @@ def native_stack(engine, slurm_bed, waldur_for_containers):
     scenario = Scenario(emu)
     conf_dir = container_slurm_conf(slurm_bed.slurm_conf, "/run/munge/munge.socket.2",
                                     engine.scratch / "native-etc-slurm")
-    values = base_env(engine, scratch=engine.scratch, project="slurm-sync-ci-native", waldur_url=container_url(emu),
-                      token=emu.token, offering=scenario.offering["uuid"], prefix=PREFIX,
-                      SLURM_DEPLOYMENT_TYPE="native",
-                      # the bed's SlurmUser is root: munge credentials of uid 0 are its operator
-                      DEPLOY_NATIVE_USER="0:0", DEPLOY_SLURM_CONF_DIR=str(conf_dir),
-                      DEPLOY_MUNGE_SOCKET_DIR=str(slurm_bed.dir / "munge"))
-    stack = Stack(engine, env_file_of(engine.scratch, values["COMPOSE_PROJECT_NAME"]), [COMPOSE_FILE, NATIVE_FILE])
+    stack = Stack.deploy(engine, [COMPOSE_FILE, NATIVE_FILE], project="slurm-sync-ci-native",
+                         waldur_url=container_url(emu), token=emu.token, offering=scenario.offering["uuid"],
+                         prefix=PREFIX, SLURM_DEPLOYMENT_TYPE="native",
+                         # the bed's SlurmUser is root: munge credentials of uid 0 are its operator
+                         DEPLOY_NATIVE_USER="0:0", DEPLOY_SLURM_CONF_DIR=str(conf_dir),
+                         DEPLOY_MUNGE_SOCKET_DIR=str(slurm_bed.dir / "munge"))
     try:
         stack.compose("run", "--rm", "worker", "load-components")
         with timed("native mode: up -d --wait (all healthy)"):
