@@ -1,6 +1,6 @@
 """Chaos benchmark (issue 15): orders and a month of usage through a faulty Waldur while the worker is killed.
 
-    eval "$(slurm-sync testbed env)"; python benchmarks/chaos.py            # 200 Create, 20 Update, 20 Terminate
+    eval "$(python -m testkit testbed env)"; python benchmarks/chaos.py            # 200 Create, 20 Update, 20 Terminate
 
 A real worker and beat (as operators run them) on the real bed, with their own Redis server (a private
 port, nothing shared is flushed). The emulator answers a share of calls with 5xx (half of them after
@@ -34,9 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench_bed import own_redis, remove_tree  # noqa: E402
-from slurm_sync.testing.celery_procs import start_beat, start_worker, sync_environment  # noqa: E402
-from slurm_sync.testing.job_rows import JobRow, JobTable  # noqa: E402
-from slurm_sync.testing.waldur_emulator import WaldurEmulator  # noqa: E402
+from testkit.celery_procs import start_beat, start_worker, sync_environment  # noqa: E402
+from testkit.job_rows import JobRow, JobTable  # noqa: E402
+from testkit.waldur_emulator import WaldurEmulator  # noqa: E402
 
 UTC = timezone.utc
 COMPONENTS_YAML = """
@@ -115,7 +115,7 @@ def main() -> int:
     parser.add_argument("--dead-worker", action="store_true", help="measure a takeover by another node instead")
     args = parser.parse_args()
     if "SLURM_CONF" not in os.environ:
-        print('run `eval "$(slurm-sync testbed env)"` first', file=sys.stderr)
+        print('run `eval "$(python -m testkit testbed env)"` first', file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="slurm-sync-chaos-"))
     components = work / "components.yaml"

@@ -1,6 +1,6 @@
 """Membership-sync benchmark: N allocations on the real bed, then idle cycles and one team change.
 
-    eval "$(slurm-sync testbed env)"; python benchmarks/membership_sync.py --allocations 500
+    eval "$(python -m testkit testbed env)"; python benchmarks/membership_sync.py --allocations 500
 
 Builds the allocations with the real order processor (one batch), then runs MembershipSync in
 process against the emulator and the real sacctmgr, counting Waldur requests (the emulator's
@@ -23,14 +23,14 @@ import yaml  # noqa: E402
 
 from bench_bed import remove_tree  # noqa: E402
 
-from slurm_sync.allocations import NamingPolicy  # noqa: E402
-from slurm_sync.components import parse_components  # noqa: E402
-from slurm_sync.membership import MembershipSync  # noqa: E402
-from slurm_sync.pull import OrderProcessor  # noqa: E402
-from slurm_sync.slurm.executor import NativeExecutor  # noqa: E402
+from slurm_sync.domain.desired import NamingPolicy  # noqa: E402
+from slurm_sync.domain.components import parse_components  # noqa: E402
+from slurm_sync.sync.membership import MembershipSync  # noqa: E402
+from slurm_sync.sync.pull import OrderProcessor  # noqa: E402
+from slurm_sync.slurm.runner import NativeExecutor  # noqa: E402
 from slurm_sync.slurm.sacctmgr import SacctmgrClient  # noqa: E402
-from slurm_sync.testing.waldur_emulator import WaldurEmulator  # noqa: E402
-from slurm_sync.waldur_api import WaldurAPI  # noqa: E402
+from testkit.waldur_emulator import WaldurEmulator  # noqa: E402
+from slurm_sync.waldur.api import WaldurAPI  # noqa: E402
 
 COMPONENTS_YAML = "cpu: {accounting_type: usage, measured_unit: k-Hours, label: CPU, unit_factor: 60000}\n"
 OFFERING_COMPONENTS = [{"type": "cpu", "name": "CPU", "measured_unit": "k-Hours", "billing_type": "usage"}]
@@ -110,7 +110,7 @@ def main() -> int:
     parser.add_argument("--orders", type=int, default=50, help="Update and Terminate orders measured at the end")
     args = parser.parse_args()
     if "SLURM_CONF" not in os.environ:
-        print('run `eval "$(slurm-sync testbed env)"` first', file=sys.stderr)
+        print('run `eval "$(python -m testkit testbed env)"` first', file=sys.stderr)
         return 2
     emu = WaldurEmulator(token="bench", profile=args.profile).start()
     parent = f"mbench{os.getpid()}"

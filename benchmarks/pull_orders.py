@@ -1,6 +1,6 @@
 """Pull benchmark: N Create orders through a real worker on the real bed; prints the figures.
 
-    eval "$(slurm-sync testbed env)"; python benchmarks/pull_orders.py --orders 500
+    eval "$(python -m testkit testbed env)"; python benchmarks/pull_orders.py --orders 500
 
 Counts every sacctmgr process (and the writing ones, `-i`) with a PATH shim in front of the
 real binary, and every Waldur request from the emulator's request log. Targets (issue 3):
@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_bed import own_redis, remove_tree  # noqa: E402
-from slurm_sync.testing.celery_procs import start_worker, sync_environment  # noqa: E402
-from slurm_sync.testing.waldur_emulator import WaldurEmulator  # noqa: E402
+from testkit.celery_procs import start_worker, sync_environment  # noqa: E402
+from testkit.waldur_emulator import WaldurEmulator  # noqa: E402
 
 COMPONENTS = [{"type": "cpu", "name": "CPU", "measured_unit": "k-Hours", "billing_type": "usage"},
               {"type": "mem", "name": "RAM", "measured_unit": "gb-Hours", "billing_type": "usage"},
@@ -63,11 +63,11 @@ def seed(emu: WaldurEmulator, orders: int, customers: int, users_per_order: int)
 def push_cycles(emu: WaldurEmulator, offering_uuid: str, env: dict) -> None:
     """Two push cycles over the allocations just made: the first reports what Waldur lacks
     (associations, zero usage), the second is idle and should only read."""
-    from slurm_sync.components import load_components
-    from slurm_sync.push import MemoryStore, UsageReporter
-    from slurm_sync.slurm.executor import NativeExecutor
+    from slurm_sync.domain.components import load_components
+    from slurm_sync.sync.push import MemoryStore, UsageReporter
+    from slurm_sync.slurm.runner import NativeExecutor
     from slurm_sync.slurm.sacctmgr import SacctmgrClient
-    from slurm_sync.waldur_api import WaldurAPI
+    from slurm_sync.waldur.api import WaldurAPI
     reporter = UsageReporter(WaldurAPI(emu.url, "bench", offering_uuid), SacctmgrClient(NativeExecutor(timeout=300)),
                              load_components(env.get("SLURM_TRES_CONFIG_PATH") or "config-components.yaml"),
                              MemoryStore())
@@ -89,7 +89,7 @@ def main() -> int:
     parser.add_argument("--profile", choices=("current", "7.0"), default="current", help="emulated Waldur generation")
     args = parser.parse_args()
     if "SLURM_CONF" not in os.environ:
-        print('run `eval "$(slurm-sync testbed env)"` first', file=sys.stderr)
+        print('run `eval "$(python -m testkit testbed env)"` first', file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="slurm-sync-bench-"))
     (work / "bin").mkdir()

@@ -1,7 +1,7 @@
 """Create N allocations (customers -> projects -> allocations, users each) in ONE apply,
 re-apply it (idempotent), change every limit, then remove it all; print seconds and commits.
 
-Needs a running SLURM (SLURM_CONF set, e.g. ``eval "$(python -m slurm_sync.testbed.cli env)"``).
+Needs a running SLURM (SLURM_CONF set, e.g. ``eval "$(python -m testkit.testbed.cli env)"``).
 Usage: python benchmarks/sacctmgr_apply.py [--allocations 200] [--customers 20] [--users 3]
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ import argparse
 import secrets
 import time
 
-from slurm_sync.slurm.executor import NativeExecutor
-from slurm_sync.slurm.model import AccountSpec, AddAccounts, CancelJobs, RemoveAccounts, SetLimits
+from slurm_sync.slurm.runner import NativeExecutor
+from slurm_sync.domain.slurm_objects import AccountSpec, AddAccounts, CancelJobs, RemoveAccounts, SetLimits
 from slurm_sync.slurm.sacctmgr import SacctmgrClient
 
 

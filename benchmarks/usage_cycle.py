@@ -26,12 +26,12 @@ from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from fractions import Fraction
 
-from slurm_sync import testbed
-from slurm_sync.billing import month_window
-from slurm_sync.components import parse_components
+import testkit.testbed as testbed
+from slurm_sync.domain.months import month_window
+from slurm_sync.domain.components import parse_components
 from slurm_sync.slurm.sacct import ParseStats, PopenLines, read_jobs, sacct_argvs
-from slurm_sync.testing.job_rows import JobRow, JobTable
-from slurm_sync.usage import compute_usage
+from testkit.job_rows import JobRow, JobTable
+from slurm_sync.domain.usage import compute_usage
 
 UTC = timezone.utc
 USERS = ("usbench1", "usbench2")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Seconds for `slurm-sync testbed up` from nothing (after `down`, and after `down --purge`)
+"""Seconds for `python -m testkit testbed up` from nothing (after `down`, and after `down --purge`)
 and when already up. Each `up` runs as its own process, as a user or CI would run it.
 
 Usage: PYTHONPATH=. python3 scripts/testbed-bench.py [--dir DIR] [--runs N] [UP-OPTIONS...]
@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-CLI = [sys.executable, "-m", "slurm_sync.testbed.cli"]
+CLI = [sys.executable, "-m", "testkit.testbed.cli"]
 
 
 def testbed(args: list[str], bed_dir: str | None) -> float:

@@ -14,8 +14,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .observability.redaction import mask_url
-from .redis_tls import url_problem
+from slurm_sync.observability.redaction import mask_url
+from slurm_sync.redis_tls import url_problem
 
 TRUE_WORDS = {"1", "true", "yes", "on", "y", "t"}
 FALSE_WORDS = {"0", "false", "no", "off", "n", "f", ""}

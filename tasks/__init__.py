@@ -1,4 +1,4 @@
 """Celery tasks of slurm-sync: `celery -A tasks worker|beat`."""
-from .app import app
+from tasks.app import app
 
 __all__ = ["app"]

@@ -10,13 +10,13 @@ import redis
 from celery import Celery, signals
 from celery.schedules import crontab
 
-from slurm_sync.allocations import NamingPolicy
-from slurm_sync.components import Components, ComponentsConfigError, load_components
+from slurm_sync.domain.desired import NamingPolicy
+from slurm_sync.domain.components import Components, ComponentsConfigError, load_components
 from slurm_sync.settings import Settings, SettingsError, load_settings
-from slurm_sync.slurm.executor import NativeExecutor, make_executor
+from slurm_sync.slurm.runner import NativeExecutor, make_executor
 from slurm_sync.slurm.sacctmgr import SacctmgrClient
-from slurm_sync.waldur_api import WaldurAPI
-from slurm_sync.waldur_generation import RedisGenerationCache
+from slurm_sync.waldur.api import WaldurAPI
+from slurm_sync.waldur.generation import RedisGenerationCache
 from slurm_sync.observability.metrics import waldur_response_hook
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,6 @@ except SettingsError:
 signals.worker_init.connect(_check_start_up, weak=False)
 signals.beat_init.connect(_check_start_up, weak=False)
 
-from . import signals as _observability  # noqa: E402 - Sentry, metrics, last-success marks, log format
+from tasks import signals as _observability  # noqa: E402 - Sentry, metrics, last-success marks, log format
 
 _observability.connect()

@@ -22,15 +22,15 @@ from typing import Any, Dict, List, Mapping, Sequence
 
 from dataclasses import asdict
 
-from slurm_sync.homedirs import create_home_directories
-from slurm_sync.membership import MembershipSync
-from slurm_sync.pull import OrderProcessor
+from slurm_sync.slurm.homedirs import create_home_directories
+from slurm_sync.sync.membership import MembershipSync
+from slurm_sync.sync.pull import OrderProcessor
 from slurm_sync.settings import env_int
-from slurm_sync.slurm.executor import DockerExecutor, SlurmCommandError
-from slurm_sync.waldur_api import WaldurHTTPError, WaldurUnavailable, transient, unavailable_when_transient
+from slurm_sync.slurm.runner import DockerExecutor, SlurmCommandError
+from slurm_sync.waldur.api import WaldurHTTPError, WaldurUnavailable, transient, unavailable_when_transient
 
-from .app import app, runtime
-from .guards import ORDER_LOCK_TTL, QUEUED_TTL, OrderGuard, SlurmBusy, exclusive
+from tasks.app import app, runtime
+from tasks.guards import ORDER_LOCK_TTL, QUEUED_TTL, OrderGuard, SlurmBusy, exclusive
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = env_int("SLURM_SYNC_BATCH_SIZE")
@@ -53,7 +53,7 @@ def _home_directories():
 
 def _bill_final_usage(leaving) -> None:
     """Terminate: the allocations' usage up to now is posted before their accounts are removed."""
-    from .push import bill_final_usage  # the push side's reporter; imported late (tasks.push imports this app)
+    from tasks.push import bill_final_usage  # the push side's reporter; imported late (tasks.push imports this app)
 
     bill_final_usage(leaving)
 

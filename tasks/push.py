@@ -12,13 +12,13 @@ from datetime import datetime, timedelta, timezone
 from dataclasses import asdict
 from typing import Dict, List, Optional
 
-from slurm_sync.push import PushResult, UsageReporter
-from slurm_sync.slurm.executor import SlurmCommandError
+from slurm_sync.sync.push import PushResult, UsageReporter
+from slurm_sync.slurm.runner import SlurmCommandError
 from slurm_sync.slurm.sacct import PopenLines, SacctError
-from slurm_sync.waldur_api import WaldurUnavailable, unavailable_when_transient
+from slurm_sync.waldur.api import WaldurUnavailable, unavailable_when_transient
 
-from .app import app, runtime
-from .guards import PREFIX, exclusive
+from tasks.app import app, runtime
+from tasks.guards import PREFIX, exclusive
 
 log = logging.getLogger(__name__)
 RETRY = dict(autoretry_for=(WaldurUnavailable, SlurmCommandError, SacctError), retry_backoff=5,

@@ -23,7 +23,7 @@ from typing import Dict, Optional
 
 from celery import signals
 
-from slurm_sync.health import record_success
+from slurm_sync.cli.health import record_success
 from slurm_sync.settings import env_int, env_setting
 from slurm_sync.observability import logs
 from slurm_sync.observability import metrics as m
@@ -67,7 +67,7 @@ def start_worker_observability(**_kwargs) -> None:
 
 def on_worker_init(sender=None, **_kwargs) -> None:
     """Before the pool forks: every process of this worker knows its node name (guards' lock records)."""
-    from .guards import set_node
+    from tasks.guards import set_node
     set_node(getattr(sender, "hostname", None))
 
 
@@ -81,15 +81,15 @@ def _take_over(node: Optional[str]) -> None:
     """A restart under the same node name: the dead process's orders are sent again now, not a lock TTL later."""
     if not node:
         return
-    from .app import runtime
-    from .guards import take_over_dead_incarnation
+    from tasks.app import runtime
+    from tasks.guards import take_over_dead_incarnation
     try:
         orders = take_over_dead_incarnation(runtime().redis, node)
     except Exception as error:  # noqa: BLE001 - never stop a worker's start: the leases lapse anyway
         log.warning("could not take over the locks of %s's previous process: %s", node, error)
         return
     if orders:
-        from .pull import recover_orders
+        from tasks.pull import recover_orders
         log.warning("%s restarted: %d orders its previous process held are taken up again", node, len(orders))
         recover_orders.delay()
 
@@ -125,7 +125,7 @@ def on_postrun(task_id: Optional[str] = None, task=None, retval=None, state: Opt
         now = time.time()
         m.observe_success_time(name, now)
         try:
-            from .app import runtime
+            from tasks.app import runtime
             record_success(runtime().redis, name, now)
         except Exception as error:  # noqa: BLE001 - a lost mark costs a health warning, not the task
             log.warning("could not store the last success of %s: %s", name, error)

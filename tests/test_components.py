@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from slurm_sync.components import ComponentsConfigError, load_components, parse_components
+from slurm_sync.domain.components import ComponentsConfigError, load_components, parse_components
 
 
 def test_shipped_file_loads():

@@ -5,10 +5,10 @@ import sys
 
 import pytest
 
-from slurm_sync import diagnostics
-from slurm_sync.testing.celery_procs import sync_environment
+import slurm_sync.cli.diagnostics as diagnostics
+from testkit.celery_procs import sync_environment
 
-from .pull_scenario import COMPONENTS_YAML, Scenario
+from tests.pull_scenario import COMPONENTS_YAML, Scenario
 
 CHECKS = ["settings", "components", "slurm", "tres", "default-account", "waldur", "waldur-generation",
           "offering-components", "orders", "redis", "broker"]

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from slurm_sync.slurm.executor import (CommandResult, DockerExecutor, NativeExecutor, SlurmCommandError,
+from slurm_sync.slurm.runner import (CommandResult, DockerExecutor, NativeExecutor, SlurmCommandError,
                                        make_executor)
 
 FAKE_DOCKER = """#!/bin/sh

@@ -13,10 +13,10 @@ import urllib.request
 
 import pytest
 
-from slurm_sync.testing.celery_procs import CeleryProcess, sync_environment
+from testkit.celery_procs import CeleryProcess, sync_environment
 from tests.plugins.celery_worker import wait_until
 
-from .pull_scenario import Scenario
+from tests.pull_scenario import Scenario
 
 pytest.importorskip("flower")
 USER, PASSWORD = "ops", "flower-test-pw-7d1e"

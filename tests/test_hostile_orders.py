@@ -9,16 +9,16 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from slurm_sync.actual import ActualState
-from slurm_sync.allocations import NamingPolicy, OrderRejected, allocation_spec
-from slurm_sync.components import parse_components
-from slurm_sync.plan import plan_batch
-from slurm_sync.pull import OrderProcessor, order_input
-from slurm_sync.slurm.executor import CommandResult, NativeExecutor
+from slurm_sync.domain.real_tree import ActualState
+from slurm_sync.domain.desired import NamingPolicy, OrderRejected, allocation_spec
+from slurm_sync.domain.components import parse_components
+from slurm_sync.domain.plan import plan_batch
+from slurm_sync.sync.pull import OrderProcessor, order_input
+from slurm_sync.slurm.runner import CommandResult, NativeExecutor
 from slurm_sync.slurm.sacctmgr import SacctmgrClient
-from slurm_sync.waldur_api import WaldurAPI
+from slurm_sync.waldur.api import WaldurAPI
 
-from .pull_scenario import COMPONENTS_YAML, Scenario, slurm_tree
+from tests.pull_scenario import COMPONENTS_YAML, Scenario, slurm_tree
 
 ARG = re.compile(r"^[A-Za-z0-9_=,/.:%-]+$")  # every argv element slurm-sync sends
 LOAD_LINE = re.compile(r"^(Cluster|Parent|Account|User) - '[a-z0-9_][a-z0-9_.-]*'"
@@ -168,7 +168,7 @@ def test_property_no_raw_text_reaches_sacctmgr(customer, project, resource, cu, 
 
 def test_a_limit_slurm_cannot_hold_errs_the_order():
     """M5: 10^15 units pass the amount check, but x unit_factor 10^6 they exceed a uint64 GrpTRESMins."""
-    from slurm_sync.allocations import slurm_limits
+    from slurm_sync.domain.desired import slurm_limits
     huge = parse_components({"cpu": {"accounting_type": "limit", "unit_factor": 1_000_000}})
     with pytest.raises(OrderRejected, match="more than SLURM can hold"):
         slurm_limits({"cpu": 10 ** 15}, huge, {"cpu"})

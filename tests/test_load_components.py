@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from slurm_sync.components import load_components
-from slurm_sync.offering_components import sync_components
-from slurm_sync.waldur_api import WaldurAPI
+from slurm_sync.domain.components import load_components
+from slurm_sync.waldur.components import sync_components
+from slurm_sync.waldur.api import WaldurAPI
 
 
 @pytest.mark.parametrize("waldur_profile", ["current", "7.0"])

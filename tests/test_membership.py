@@ -4,15 +4,15 @@ import subprocess
 import pytest
 import yaml
 
-from slurm_sync.allocations import NamingPolicy
-from slurm_sync.components import parse_components
-from slurm_sync.membership import MembershipSync
-from slurm_sync.pull import OrderProcessor
-from slurm_sync.slurm.executor import NativeExecutor
+from slurm_sync.domain.desired import NamingPolicy
+from slurm_sync.domain.components import parse_components
+from slurm_sync.sync.membership import MembershipSync
+from slurm_sync.sync.pull import OrderProcessor
+from slurm_sync.slurm.runner import NativeExecutor
 from slurm_sync.slurm.sacctmgr import SacctmgrClient
-from slurm_sync.waldur_api import WaldurAPI
+from slurm_sync.waldur.api import WaldurAPI
 
-from .pull_scenario import COMPONENTS_YAML, sacctmgr_rows, slurm_tree
+from tests.pull_scenario import COMPONENTS_YAML, sacctmgr_rows, slurm_tree
 
 pytestmark = pytest.mark.bed
 

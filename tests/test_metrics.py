@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from slurm_sync.health import POLL_TASK, last_success_key
+from slurm_sync.cli.health import POLL_TASK, last_success_key
 from slurm_sync.observability import metrics as m
-from slurm_sync.testing.celery_procs import start_worker as start_celery_worker, sync_environment
+from testkit.celery_procs import start_worker as start_celery_worker, sync_environment
 from tests.plugins.celery_worker import wait_until
 
-from .pull_scenario import Scenario, slurm_tree
+from tests.pull_scenario import Scenario, slurm_tree
 
 CLI = [sys.executable, "-m", "slurm_sync"]
 
@@ -188,8 +188,8 @@ def test_prefork_children_are_summed_and_private_dir_removed(waldur, start_worke
 
 
 def test_executor_logs_one_line_per_command_and_counts_it(caplog):
-    from slurm_sync.slurm.executor import NativeExecutor, SlurmCommandError
-    caplog.set_level("INFO", logger="slurm_sync.slurm.executor")
+    from slurm_sync.slurm.runner import NativeExecutor, SlurmCommandError
+    caplog.set_level("INFO", logger="slurm_sync.slurm.runner")
     executor = NativeExecutor()
     before = value(m.render().decode(), "slurm_sync_slurm_commands_total", command="sh")
     executor.run(["sh", "-c", "echo hi", "arg with space"])
@@ -213,7 +213,7 @@ def test_sacct_runs_are_logged_and_counted_like_every_slurm_command(caplog, tmp_
     fake = tmp_path / "sacct"
     fake.write_text('#!/bin/sh\n[ "$1" = "--fail" ] && { echo "slurmdbd down" >&2; exit 1; }\necho "1|a|u"\n')
     fake.chmod(0o755)
-    caplog.set_level("INFO", logger="slurm_sync.slurm.executor")
+    caplog.set_level("INFO", logger="slurm_sync.slurm.runner")
     before = value(m.render().decode(), "slurm_sync_slurm_commands_total", command="sacct")
     assert list(PopenLines(timeout=30)([str(fake), "--ok"])) == ["1|a|u\n"]
     with pytest.raises(SacctError):
@@ -227,7 +227,7 @@ def test_sacct_runs_are_logged_and_counted_like_every_slurm_command(caplog, tmp_
 
 
 def test_sacctmgr_writes_commit_or_unchanged_on_the_bed(slurm_sandbox):
-    from slurm_sync.slurm.executor import NativeExecutor
+    from slurm_sync.slurm.runner import NativeExecutor
     executor = NativeExecutor()
     text = before = m.render().decode()
     commits = value(text, "slurm_sync_sacctmgr_commits_total")
@@ -283,7 +283,7 @@ def test_outcomes_counted_from_the_tasks_return_values():
     """process_orders' {"done": [...], ...} and the push tasks' asdict(PushResult) feed the counters."""
     from dataclasses import asdict
 
-    from slurm_sync.push import PushResult
+    from slurm_sync.sync.push import PushResult
     text = m.render().decode()
     done, erred = (value(text, "slurm_sync_orders_total", result=r) for r in ("done", "erred"))
     posts, user_posts = (value(text, "slurm_sync_usage_posts_total", kind=k) for k in ("component", "user"))

@@ -4,7 +4,7 @@ import re
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from slurm_sync.naming import (NamingError, account_name, allocation_name, check_account_name, check_user_name)
+from slurm_sync.domain.names import (NamingError, account_name, allocation_name, check_account_name, check_user_name)
 
 SAFE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 UUID = "0123456789abcdef0123456789abcdef"

@@ -1,8 +1,8 @@
 """The batch plan against an actual tree: pure, no SLURM."""
-from slurm_sync.actual import ActualState
-from slurm_sync.allocations import AccountRef, AllocationSpec, NamingPolicy, ownership_mark
-from slurm_sync.plan import membership_plan, plan_batch
-from slurm_sync.slurm.model import (AddAccounts, AddUsers, Association, CancelJobs, CancelUserJobs, DeleteUsers,
+from slurm_sync.domain.real_tree import ActualState
+from slurm_sync.domain.desired import AccountRef, AllocationSpec, NamingPolicy, ownership_mark
+from slurm_sync.domain.plan import membership_plan, plan_batch
+from slurm_sync.domain.slurm_objects import (AddAccounts, AddUsers, Association, CancelJobs, CancelUserJobs, DeleteUsers,
                                     RemoveAccounts, RemoveUsers, SetDefaultAccounts, SetLimits)
 
 POLICY = NamingPolicy("waldur", "c_", "p_", "a_", 34)
@@ -247,7 +247,7 @@ def test_update_keeps_limits_on_tres_the_components_file_does_not_manage():
 
 
 def test_plan_command_never_runs_a_write_whatever_the_names():
-    from slurm_sync.plan_command import is_read
+    from slurm_sync.cli.plan import is_read
     assert is_read(["sacctmgr", "-P", "-n", "show", "assoc"]) and is_read(["sacct", "-X"])
     for write in (["sacctmgr", "-i", "add", "user", "list", "account=a"],
                   ["sacctmgr", "-i", "remove", "user", "where", "name=show"],

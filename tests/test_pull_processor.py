@@ -1,16 +1,16 @@
 """The order processor in-process against the real bed and the emulator (the worker tests add Celery on top)."""
 import pytest
 
-from slurm_sync.allocations import NamingPolicy
-from slurm_sync.components import parse_components
-from slurm_sync.pull import OrderProcessor
-from slurm_sync.slurm.executor import NativeExecutor
+from slurm_sync.domain.desired import NamingPolicy
+from slurm_sync.domain.components import parse_components
+from slurm_sync.sync.pull import OrderProcessor
+from slurm_sync.slurm.runner import NativeExecutor
 from slurm_sync.slurm.sacctmgr import SacctmgrClient
-from slurm_sync.waldur_api import WaldurAPI
+from slurm_sync.waldur.api import WaldurAPI
 
 import yaml
 
-from .pull_scenario import COMPONENTS_YAML, sacctmgr_rows, slurm_tree, user_associations
+from tests.pull_scenario import COMPONENTS_YAML, sacctmgr_rows, slurm_tree, user_associations
 
 
 @pytest.fixture(params=["current", "7.0"])
@@ -122,7 +122,7 @@ def test_terminating_everything_leaves_nothing(processor, waldur, scenario):
 
 
 def test_unknown_tres_errs_the_order_and_writes_nothing(processor, waldur, scenario):
-    from slurm_sync.components import parse_components as parse
+    from slurm_sync.domain.components import parse_components as parse
     processor.components = parse({"gres/fpga": {"accounting_type": "limit", "unit_factor": 1}})
     scenario.emu.add_offering_component(scenario.offering["uuid"], {"type": "fpga", "name": "FPGA",
                                                                    "measured_unit": "h", "billing_type": "limit"})
@@ -203,7 +203,7 @@ def test_terminate_posts_the_final_usage_before_the_account_goes(waldur, slurm_s
     """Item 4: the last hours of a terminated allocation are billed (usage up to now, posted while Terminating)."""
     import subprocess
     from decimal import Decimal
-    from slurm_sync.push import MemoryStore, UsageReporter
+    from slurm_sync.sync.push import MemoryStore, UsageReporter
     from tests.plugins.slurm_bed import ensure_unix_user
     from tests.test_sacct import _wait_done
     yaml_text = "cpu: {accounting_type: usage, measured_unit: cpu-minutes, label: CPU, unit_factor: 1}\n"

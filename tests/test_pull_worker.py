@@ -3,10 +3,10 @@ import time
 
 import pytest
 
-from slurm_sync.waldur_api import ORDER_FIELDS
+from slurm_sync.waldur.api import ORDER_FIELDS
 from tests.plugins.celery_worker import wait_until
 
-from .pull_scenario import Scenario, slurm_tree
+from tests.pull_scenario import Scenario, slurm_tree
 
 
 def slim(order):

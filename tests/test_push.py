@@ -6,13 +6,13 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from slurm_sync.components import parse_components
-from slurm_sync.push import MemoryStore, UsageReporter
-from slurm_sync.slurm.executor import NativeExecutor
+from slurm_sync.domain.components import parse_components
+from slurm_sync.sync.push import MemoryStore, UsageReporter
+from slurm_sync.slurm.runner import NativeExecutor
 from slurm_sync.slurm.sacctmgr import SacctmgrClient
-from slurm_sync.waldur_api import WaldurAPI
+from slurm_sync.waldur.api import WaldurAPI
 
-from .test_sacct import _sbatch, _wait_done, bed_accounts, job_table  # noqa: F401  (fixtures)
+from tests.test_sacct import _sbatch, _wait_done, bed_accounts, job_table  # noqa: F401  (fixtures)
 
 UTC = timezone.utc
 PUSH_COMPONENTS = """
@@ -101,7 +101,7 @@ def test_reported_usage_equals_ground_truth_per_component_and_user(waldur, push)
 
 @pytest.mark.bed
 def test_unchanged_usage_posts_nothing_and_a_change_posts_once(waldur, push, job_table):
-    from slurm_sync.testing.job_rows import JobRow
+    from testkit.job_rows import JobRow
     reporter, resources, accounts, users, _ = push
     now = datetime.now(UTC)
     start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
@@ -128,7 +128,7 @@ def test_unchanged_usage_posts_nothing_and_a_change_posts_once(waldur, push, job
 
 @pytest.mark.bed
 def test_job_spanning_the_first_is_split_between_months(waldur, push, job_table):
-    from slurm_sync.testing.job_rows import JobRow
+    from testkit.job_rows import JobRow
     reporter, resources, accounts, users, _ = push
     base = job_table.next_job_id()
     job_table.insert([JobRow(base, accounts[0], users[0], datetime(2024, 1, 31, 23, tzinfo=UTC),
@@ -196,7 +196,7 @@ def test_vanished_account_errs_the_resource_and_a_returned_one_is_ok(waldur, pus
 @pytest.mark.bed
 def test_a_report_waldur_refuses_does_not_stop_the_others(waldur, bed_accounts, job_table):
     """Row 17: a usage component with a monthly limit_amount refuses an amount over it (400)."""
-    from slurm_sync.testing.job_rows import JobRow
+    from testkit.job_rows import JobRow
     accounts, users = bed_accounts
     capped = [dict(c, limit_period="month", limit_amount=100) if c["type"] == "cpu" else c
               for c in OFFERING_COMPONENTS]
@@ -219,7 +219,7 @@ def test_a_report_waldur_refuses_does_not_stop_the_others(waldur, bed_accounts, 
 
 def jobs_this_month(job_table, rows):
     """Insert finished jobs starting on the 1st of this month: rows of (account, user, minutes, tres); returns now."""
-    from slurm_sync.testing.job_rows import JobRow
+    from testkit.job_rows import JobRow
     now = datetime.now(UTC)
     start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     base = job_table.next_job_id()

@@ -6,14 +6,14 @@ import pytest
 
 from tests.plugins.celery_worker import wait_until
 
-from .test_sacct import bed_accounts, job_table  # noqa: F401  (fixtures)
-from .test_push import OFFERING_COMPONENTS, PUSH_COMPONENTS
+from tests.test_sacct import bed_accounts, job_table  # noqa: F401  (fixtures)
+from tests.test_push import OFFERING_COMPONENTS, PUSH_COMPONENTS
 
 
 @pytest.mark.bed
 @pytest.mark.parametrize("waldur_profile", ["current", "7.0"])
 def test_report_usage_and_resyncs_through_the_worker(waldur, bed_accounts, job_table, start_worker, send, tmp_path):
-    from slurm_sync.testing.job_rows import JobRow
+    from testkit.job_rows import JobRow
     accounts, users = bed_accounts
     components = tmp_path / "push-components.yaml"
     components.write_text(PUSH_COMPONENTS)

@@ -1,12 +1,12 @@
 """The push diff of limits and associations, on parsed SLURM rows (no bed needed)."""
 import yaml
 
-from slurm_sync.actual import ActualState
-from slurm_sync.components import parse_components
-from slurm_sync.reconcile import differences
-from slurm_sync.slurm.model import Association
+from slurm_sync.domain.real_tree import ActualState
+from slurm_sync.domain.components import parse_components
+from slurm_sync.domain.drift import differences
+from slurm_sync.domain.slurm_objects import Association
 
-from .pull_scenario import COMPONENTS_YAML
+from tests.pull_scenario import COMPONENTS_YAML
 
 COMPONENTS = parse_components(yaml.safe_load(COMPONENTS_YAML))  # cpu, gpu: limit (x60); mem: usage (x61440)
 

@@ -14,14 +14,14 @@ from fractions import Fraction
 
 import pytest
 
-from slurm_sync.billing import month_window
-from slurm_sync.components import parse_components
+from slurm_sync.domain.months import month_window
+from slurm_sync.domain.components import parse_components
 from slurm_sync.slurm import sacct
 from slurm_sync.slurm.sacct import (
     MalformedLine, ParseStats, PopenLines, SacctError, parse_elapsed, parse_line, parse_lines, parse_tres,
     read_jobs, sacct_argvs,
 )
-from slurm_sync.usage import compute_usage
+from slurm_sync.domain.usage import compute_usage
 
 UTC = timezone.utc
 COMPONENTS = parse_components({
@@ -279,7 +279,7 @@ def test_real_jobs_read_with_one_sacct(bed_accounts):
 
 @pytest.fixture
 def job_table(bed_accounts):
-    from slurm_sync.testing.job_rows import JobTable
+    from testkit.job_rows import JobTable
 
     table = JobTable.from_slurm_conf()
     accounts, _ = bed_accounts
@@ -289,7 +289,7 @@ def job_table(bed_accounts):
 
 @pytest.mark.bed
 def test_injected_rows_across_a_month_boundary(bed_accounts, job_table):
-    from slurm_sync.testing.job_rows import JobRow
+    from testkit.job_rows import JobRow
 
     accounts, users = bed_accounts
     a, b = accounts

@@ -7,11 +7,11 @@ import subprocess
 import pytest
 
 from slurm_sync.slurm import loadfile, safety
-from slurm_sync.slurm.executor import CommandResult, NativeExecutor, SlurmCommandError
-from slurm_sync.slurm.model import (AccountSpec, AddAccounts, AddUsers, Association, CancelJobs, DeleteUsers, RemoveAccounts,
+from slurm_sync.slurm.runner import CommandResult, NativeExecutor, SlurmCommandError
+from slurm_sync.domain.slurm_objects import (AccountSpec, AddAccounts, AddUsers, Association, CancelJobs, DeleteUsers, RemoveAccounts,
                                     RemoveUsers, SetDefaultAccounts, SetLimits)
 from slurm_sync.slurm.sacctmgr import SacctmgrClient, _cross_groups
-from slurm_sync.slurm.sacctmgr_parse import parse_associations, parse_tres, parse_tres_minutes
+from slurm_sync.slurm.parse import parse_associations, parse_tres, parse_tres_minutes
 
 # `show account withassoc format=Cluster,Account,User,ParentName,Partition,GrpTRESMins,Description`
 RECORDED_ASSOC = """\

@@ -212,7 +212,7 @@ def test_a_malformed_dsn_stops_the_worker_with_one_line(waldur, start_worker):
 def test_beat_starts_with_sentry(sync_env, waldur, tmp_path, sentry_stand_in):
     import os
 
-    from slurm_sync.testing.celery_procs import start_beat, sync_environment
+    from testkit.celery_procs import start_beat, sync_environment
     port = sentry_stand_in.server_address[1]
     env = sync_environment(os.environ, WALDUR_OFFERING_UUID="0" * 32, **sync_env,
                            SENTRY_DSN=f"http://publickey@127.0.0.1:{port}/7")

@@ -136,7 +136,7 @@ def test_masked_and_repr_hide_the_redis_password():
 
 
 def test_check_config_prints_no_secret(monkeypatch, capsys):
-    from slurm_sync import cli
+    import slurm_sync.cli.main as cli
     for key, value in {**GOOD, "CELERY_BROKER_URL": REDISS, "REDIS_URL": REDIS}.items():
         monkeypatch.setenv(key, value)
     assert cli.main(["check-config"]) == 0
@@ -156,7 +156,7 @@ def test_diagnostics_lines_hide_the_redis_password(monkeypatch):
     is contacted, and the failure lines show the URL too)."""
     import socket
 
-    from slurm_sync import diagnostics
+    import slurm_sync.cli.diagnostics as diagnostics
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from slurm_sync import testbed
-from slurm_sync.testbed import cli
-from slurm_sync.testbed.daemons import Daemon
+import testkit.testbed as testbed
+from testkit.testbed import cli
+from testkit.testbed.daemons import Daemon
 from tests.plugins.slurm_bed import (add_slurm_user, ensure_unix_user, remove_sandbox,
                                      sacctmgr, slurm)
 
@@ -158,8 +158,8 @@ def test_default_dir_order(monkeypatch):
 
 
 def test_packages_installed_only_when_missing(monkeypatch):
-    from slurm_sync.testbed import services
-    from slurm_sync.testbed.configs import Spec
+    from testkit.testbed import services
+    from testkit.testbed.configs import Spec
 
     have = {"munged", "mungekey", "slurmdbd", "slurmctld", "sacctmgr", "sinfo", "mariadb"}
     monkeypatch.setattr(services.shutil, "which", lambda b: f"/usr/bin/{b}" if b in have else None)

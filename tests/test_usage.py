@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from slurm_sync.billing import month_of, month_window, months_to_report
-from slurm_sync.components import parse_components
-from slurm_sync.slurm.model import JobRecord
-from slurm_sync.usage import compute_usage, to_wire
+from slurm_sync.domain.months import month_of, month_window, months_to_report
+from slurm_sync.domain.components import parse_components
+from slurm_sync.domain.slurm_objects import JobRecord
+from slurm_sync.domain.usage import compute_usage, to_wire
 
 UTC = timezone.utc
 TALLINN = ZoneInfo("Europe/Tallinn")

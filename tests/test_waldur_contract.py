@@ -1,14 +1,14 @@
 """Contract: slurm-sync's Waldur calls and the emulator's ``current`` profile against the real current API.
 
 The reference is waldur-api-client 8.x, generated from the current Waldur OpenAPI schema (tests/waldur_contract.py
-reads it). Every public method of ``slurm_sync.waldur_api.WaldurAPI`` is driven against the emulator (profile
+reads it). Every public method of ``slurm_sync.waldur.api.WaldurAPI`` is driven against the emulator (profile
 ``current``) with seeded data; the requests it made are read from the emulator's request log and the answers from
 the wire. Then:
 
 - every (verb, path template) slurm-sync called exists in the client (or is listed in NOT_IN_CURRENT_API, with why);
 - every answer parses with the client's models with no required field missing, no status the schema does not
   document, and no field the schema lacks (``additional_properties`` empty, recursively): where they differ the
-  emulator is wrong (slurm_sync/testing/waldur_emulator/serializers.py).
+  emulator is wrong (testkit/waldur_emulator/serializers.py).
 
 A new WaldurAPI method needs a row in CALLS (or, if it makes no request, an entry in NOT_HTTP).
 """
@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Set, Tuple
 
 import pytest
 
-from slurm_sync.waldur_api import WaldurAPI
+from slurm_sync.waldur.api import WaldurAPI
 from tests import waldur_contract
 
 # Public members of WaldurAPI that make no request.

@@ -615,7 +615,7 @@ def test_request_log(waldur, world, client):
 
 def test_standalone_runner_prints_url_token_and_offering():
     process = subprocess.Popen(
-        [sys.executable, "-m", "slurm_sync.testing.waldur_emulator", "--port", "0", "--token", "T",
+        [sys.executable, "-m", "testkit.waldur_emulator", "--port", "0", "--token", "T",
          "--profile", "7.0", "--seed", "demo"], stdout=subprocess.PIPE, text=True)
     try:
         lines = {}

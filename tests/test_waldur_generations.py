@@ -6,19 +6,19 @@ import pytest
 import redis
 import yaml
 
-from slurm_sync.components import parse_components
-from slurm_sync.pull import OrderProcessor
-from slurm_sync.allocations import NamingPolicy
-from slurm_sync.push import MemoryStore, UsageReporter
-from slurm_sync.slurm.executor import NativeExecutor
+from slurm_sync.domain.components import parse_components
+from slurm_sync.sync.pull import OrderProcessor
+from slurm_sync.domain.desired import NamingPolicy
+from slurm_sync.sync.push import MemoryStore, UsageReporter
+from slurm_sync.slurm.runner import NativeExecutor
 from slurm_sync.slurm.sacctmgr import SacctmgrClient
-from slurm_sync.waldur_api import WaldurAPI
-from slurm_sync.waldur_generation import RedisGenerationCache
+from slurm_sync.waldur.api import WaldurAPI
+from slurm_sync.waldur.generation import RedisGenerationCache
 
-from .plugins.celery_worker import TEST_REDIS
-from .test_sacct import bed_accounts, job_table  # noqa: F401  (fixtures)
-from .plugins.slurm_bed import sacctmgr
-from .pull_scenario import COMPONENTS_YAML
+from tests.plugins.celery_worker import TEST_REDIS
+from tests.test_sacct import bed_accounts, job_table  # noqa: F401  (fixtures)
+from tests.plugins.slurm_bed import sacctmgr
+from tests.pull_scenario import COMPONENTS_YAML
 
 COMPONENTS = parse_components(yaml.safe_load(COMPONENTS_YAML))  # cpu, gpu: limit (x60); mem: usage
 
@@ -138,7 +138,7 @@ def test_limits_and_associations_are_pushed_once_and_only_changes(waldur, alloca
 def test_closed_month_never_overwrites_the_current_one_on_7_0(waldur, scenario, bed_accounts, job_table):
     from datetime import timedelta
 
-    from slurm_sync.testing.job_rows import JobRow
+    from testkit.job_rows import JobRow
     accounts, users = bed_accounts
     resource = waldur.add_resource(scenario.offering["uuid"], scenario.project("acme", "x")["uuid"], "alloc",
                                    backend_id=accounts[0])
@@ -156,7 +156,7 @@ def test_closed_month_never_overwrites_the_current_one_on_7_0(waldur, scenario, 
 
 
 def test_a_forbidden_probe_assumes_current_until_an_action_says_otherwise(waldur, scenario, monkeypatch):
-    from slurm_sync.waldur_api import WaldurHTTPError
+    from slurm_sync.waldur.api import WaldurHTTPError
     probing = api(waldur, scenario)
 
     def forbidden(method, url, valid_states, **kwargs):

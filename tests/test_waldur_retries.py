@@ -3,7 +3,7 @@ connection costs that call a retry, not the batch or the cycle; a write whose an
 not done twice, because the repeat meets the state the first try reached."""
 import pytest
 
-from slurm_sync.waldur_api import WaldurAPI, WaldurHTTPError, WaldurUnavailable
+from slurm_sync.waldur.api import WaldurAPI, WaldurHTTPError, WaldurUnavailable
 
 
 @pytest.fixture

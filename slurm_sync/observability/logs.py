@@ -3,7 +3,7 @@
 ``json``: one JSON object per line with ``ts``, ``level``, ``logger``, ``process``, ``message`` and
 the record's structured fields (``extra=``), e.g. a SLURM command::
 
-    {"ts": "...", "level": "INFO", "logger": "slurm_sync.slurm.executor", "message": "slurm command ok ...",
+    {"ts": "...", "level": "INFO", "logger": "slurm_sync.slurm.runner", "message": "slurm command ok ...",
      "event": "slurm_command", "argv": ["sacctmgr", "-i", "load", "file=/dev/stdin"], "result": "ok",
      "returncode": 0, "seconds": 0.412}
 
@@ -21,7 +21,7 @@ import os
 from datetime import datetime, timezone
 from typing import Optional
 
-from .redaction import redact, redact_deep, secrets
+from slurm_sync.observability.redaction import redact, redact_deep, secrets
 
 FORMAT_ENV = "SLURM_SYNC_LOG_FORMAT"
 FORMATS = ("text", "json")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, Optional
 
-from .redaction import FILTERED, add_secret, redact_deep, secrets
+from slurm_sync.observability.redaction import FILTERED, add_secret, redact_deep, secrets
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
-from . import safety
-from .model import AccountSpec
+from slurm_sync.slurm import safety
+from slurm_sync.domain.slurm_objects import AccountSpec
 
 
 def tres_minutes(limits: Mapping[str, int]) -> str:

@@ -6,7 +6,7 @@ the zone-less times it prints are UTC.
 
 No ``--truncate``: it selects the same jobs (compared on the bed for whole months and a 6 h
 window) but makes slurmdbd 13x slower, 16.6 s against 1.24 s for 100,000 rows in a month here
-(22.05). Start/End are clipped to the window in :func:`slurm_sync.usage.compute_usage` instead,
+(22.05). Start/End are clipped to the window in :func:`slurm_sync.domain.usage.compute_usage` instead,
 exactly as ``--truncate`` would.
 
 The command is run through a :data:`LineSource` (argv -> iterator of output lines) so the
@@ -28,9 +28,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from slurm_sync.billing import UTC, aware
-from slurm_sync.slurm.executor import observe_run
-from slurm_sync.slurm.model import JobRecord
+from slurm_sync.domain.months import UTC, aware
+from slurm_sync.slurm.runner import observe_run
+from slurm_sync.domain.slurm_objects import JobRecord
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
-from . import loadfile, safety
-from .executor import CommandResult, NativeExecutor, SlurmCommandError
-from .model import (AddAccounts, AddUsers, Association, CancelJobs, CancelUserJobs, DeleteUsers, Operation,
+from slurm_sync.slurm import loadfile, safety
+from slurm_sync.slurm.runner import CommandResult, NativeExecutor, SlurmCommandError
+from slurm_sync.domain.slurm_objects import (AddAccounts, AddUsers, Association, CancelJobs, CancelUserJobs, DeleteUsers, Operation,
                     RemoveAccounts, RemoveUsers, SetDefaultAccounts, SetLimits)
-from .sacctmgr_parse import ASSOC_FIELDS, USER_FIELDS, parse_associations, parse_default_accounts, parse_tres
+from slurm_sync.slurm.parse import ASSOC_FIELDS, USER_FIELDS, parse_associations, parse_default_accounts, parse_tres
 
 logger = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ from typing import Dict, Iterator
 
 import pytest
 
-from slurm_sync.testbed.configs import Spec
-from slurm_sync.testbed.services import drop_slurm_database, ensure_slurm_database
-from slurm_sync.testing.waldur_emulator import WaldurEmulator
+from testkit.testbed.configs import Spec
+from testkit.testbed.services import drop_slurm_database, ensure_slurm_database
+from testkit.waldur_emulator import WaldurEmulator
 
-from .engine import SLURM_HEAD_IMAGE, Engine, HealthRunner
-from .stack import REPO, container_hosts_address
+from tests.compose.engine import SLURM_HEAD_IMAGE, Engine, HealthRunner
+from tests.compose.stack import REPO, container_hosts_address
 
 TIMINGS: Dict[str, float] = {}
 HERE = Path(__file__).resolve().parent

@@ -6,12 +6,12 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Callable, List
 
-from slurm_sync.testing.job_rows import JobRow, JobTable
+from testkit.job_rows import JobRow, JobTable
 from tests.plugins.celery_worker import wait_until
 from tests.plugins.slurm_bed import ensure_unix_user
 from tests.pull_scenario import Scenario
 
-from .stack import Stack
+from tests.compose.stack import Stack
 
 
 def order_becomes_account(stack: Stack, emu, scenario: Scenario, associations: Callable[[], List[list]],

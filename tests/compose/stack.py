@@ -12,7 +12,7 @@ from typing import Dict, List
 
 from tests.test_deploy_files import free_port
 
-from .engine import Engine, EngineError, run
+from tests.compose.engine import Engine, EngineError, run
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker" / "docker-compose.yml"

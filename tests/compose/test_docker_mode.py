@@ -13,13 +13,13 @@ import urllib.request
 
 import pytest
 
-from slurm_sync.testing.job_rows import DbSettings, JobTable
+from testkit.job_rows import DbSettings, JobTable
 from tests.plugins.celery_worker import wait_until
 from tests.pull_scenario import Scenario
 
-from .conftest import container_url, timed
-from .flows import order_becomes_account, usage_is_posted
-from .stack import COMPOSE_FILE, SERVICES, Stack
+from tests.compose.conftest import container_url, timed
+from tests.compose.flows import order_becomes_account, usage_is_posted
+from tests.compose.stack import COMPOSE_FILE, SERVICES, Stack
 
 COMPONENTS = [  # the offering's components as config-components.yaml names them (cpu, mem, gpu)
     {"type": "cpu", "name": "CPU", "measured_unit": "k-Hours", "billing_type": "usage"},

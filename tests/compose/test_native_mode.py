@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from slurm_sync.testing.job_rows import JobTable
+from testkit.job_rows import JobTable
 from tests.plugins.slurm_bed import remove_sandbox, sacctmgr, slurm
 from tests.pull_scenario import Scenario
 
-from .conftest import container_url, timed
-from .flows import order_becomes_account, usage_is_posted
-from .stack import COMPOSE_FILE, NATIVE_FILE, SERVICES, Stack, container_hosts_address
+from tests.compose.conftest import container_url, timed
+from tests.compose.flows import order_becomes_account, usage_is_posted
+from tests.compose.stack import COMPOSE_FILE, NATIVE_FILE, SERVICES, Stack, container_hosts_address
 
 PREFIX = "cn"  # every account this stack makes starts with it: cnroot and below
 

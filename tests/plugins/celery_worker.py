@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from slurm_sync.testing.celery_procs import start_worker as _start_worker, sync_environment
+from testkit.celery_procs import start_worker as _start_worker, sync_environment
 
 # SLURM_SYNC_TEST_REDIS lets two suites run side by side without flushing each other's db
 TEST_REDIS = os.environ.get("SLURM_SYNC_TEST_REDIS", "redis://127.0.0.1:6379/9")

@@ -4,7 +4,7 @@ Fixtures:
   slurm_bed      (session)  brings the bed up once (idempotent) and exports its env (SLURM_CONF,
                             SLURM_SYNC_TESTBED_*) into os.environ. It leaves the bed up: other
                             pytest sessions (xdist workers, a colleague's run) may share it, and
-                            a second session's `up` then costs ~0.1 s. `slurm-sync testbed down`
+                            a second session's `up` then costs ~0.1 s. `python -m testkit testbed down`
                             stops it.
   slurm_sandbox  (function) a fresh account t<hex8> under root; at teardown its jobs are
                             cancelled and every account and user association beneath it removed.
@@ -23,7 +23,7 @@ from typing import Iterator
 
 import pytest
 
-from slurm_sync import testbed
+import testkit.testbed as testbed
 
 TIMEOUT = 60
 
@@ -32,7 +32,7 @@ TIMEOUT = 60
 class SlurmBed:
     dir: Path
     cluster: str
-    env: dict[str, str]  # the variables `slurm-sync testbed env` exports
+    env: dict[str, str]  # the variables `python -m testkit testbed env` exports
 
     @property
     def slurm_conf(self) -> Path:

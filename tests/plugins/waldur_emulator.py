@@ -14,7 +14,7 @@ Fixtures:
 """
 import pytest
 
-from slurm_sync.testing.waldur_emulator import WaldurEmulator
+from testkit.waldur_emulator import WaldurEmulator
 
 WALDUR_TEST_TOKEN = "secret-token"
 

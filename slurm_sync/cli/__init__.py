@@ -1,0 +1,1 @@
+"""The `slurm-sync` command: check-config, plan, load-components, health, diagnostics, metrics."""

@@ -1,0 +1,161 @@
+"""Run SLURM commands, natively or inside a container, always as argument lists.
+
+Every call has a timeout (a hung slurmdbd must not hang a Celery worker forever) and
+counts the processes it starts in ``counter`` so benchmarks can report them. Input for
+``sacctmgr load`` goes through stdin (``load file=/dev/stdin``): the same code path works
+natively and under ``docker exec -i``, with no temporary file to copy into a container.
+
+Every command is logged as one INFO line (logger ``slurm_sync.slurm.runner``) with structured
+fields ``event=slurm_command``, ``argv`` (the list actually run), ``result`` (ok, unchanged — a
+sacctmgr write that changed nothing —, error, timeout, cannot-run), ``returncode`` and
+``seconds``, and counted in the Prometheus metrics (:mod:`slurm_sync.observability.metrics`).
+The text fed on stdin is never logged at INFO.
+"""
+from __future__ import annotations
+
+import logging
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 60.0
+_STDERR_TAIL = 500
+_LOGGED_ARGV = 1000  # characters of the joined argv in the log message (the argv field is whole)
+_LOGGED_ERROR = 300
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class SlurmCommandError(Exception):
+    """A SLURM command failed, timed out or could not be started."""
+
+    def __init__(self, argv: Sequence[str], returncode: Optional[int], stdout: str = "", stderr: str = "",
+                 message: str = ""):
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stdout = stdout or ""
+        self.stderr = stderr or ""
+        self.message = message
+        super().__init__(str(self))
+
+    def __reduce__(self):
+        """Picklable with its fields (Celery sends a task's exception through the broker)."""
+        return (type(self), (self.argv, self.returncode, self.stdout, self.stderr, self.message))
+
+    def __str__(self) -> str:
+        what = self.message or f"exited with {self.returncode}"
+        text = f"{' '.join(self.argv)}: {what}"
+        tail = (self.stderr.strip() or self.stdout.strip())[-_STDERR_TAIL:]
+        return f"{text}: {tail}" if tail else text
+
+
+class NativeExecutor:
+    """Runs commands on this host."""
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT):
+        self.timeout = timeout
+        self.counter = 0
+
+    def wrap(self, argv: Sequence[str]) -> List[str]:
+        """The argument list actually executed for ``argv``."""
+        return list(argv)
+
+    def run(self, argv: Sequence[str], *, timeout: Optional[float] = None, input: Optional[str] = None,
+            check: bool = True) -> CommandResult:
+        argv = [str(arg) for arg in argv]
+        if not argv:
+            raise ValueError("empty command")
+        full = self.wrap(argv)
+        limit = self.timeout if timeout is None else timeout
+        self.counter += 1
+        started = time.monotonic()
+        try:
+            completed = subprocess.run(
+                full, input=input, capture_output=True, text=True, timeout=limit,
+                stdin=None if input is not None else subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired as error:
+            observe_run(argv, full, "timeout", None, time.monotonic() - started, f"timed out after {limit:g} s")
+            raise SlurmCommandError(full, None, _text(error.stdout), _text(error.stderr),
+                                    message=f"timed out after {limit:g} s") from None
+        except OSError as error:
+            observe_run(argv, full, "cannot-run", None, time.monotonic() - started, str(error.strerror or error))
+            raise SlurmCommandError(full, None, message=f"cannot run: {error.strerror or error}") from None
+        result = CommandResult(completed.returncode, completed.stdout, completed.stderr)
+        observe_run(argv, full, _outcome(argv, result), result.returncode, time.monotonic() - started,
+                 (result.stderr.strip() or result.stdout.strip())[-_LOGGED_ERROR:] if result.returncode else "")
+        if check and result.returncode != 0:
+            raise SlurmCommandError(full, result.returncode, result.stdout, result.stderr)
+        return result
+
+
+class DockerExecutor(NativeExecutor):
+    """Runs commands inside a running container with ``docker exec -i``."""
+
+    def __init__(self, container_name: str, timeout: float = DEFAULT_TIMEOUT, docker_binary: str = "docker"):
+        super().__init__(timeout)
+        if not container_name or container_name.startswith("-"):
+            raise ValueError(f"invalid container name {container_name!r}")
+        self.container_name = container_name
+        self.docker_binary = docker_binary
+
+    def wrap(self, argv: Sequence[str]) -> List[str]:
+        return [self.docker_binary, "exec", "-i", self.container_name, *argv]
+
+
+def _outcome(argv: Sequence[str], result: CommandResult) -> str:
+    """ok / unchanged (a sacctmgr write answering "Nothing ...", whatever its exit code) / error."""
+    from slurm_sync.observability.metrics import is_sacctmgr_write
+    if is_sacctmgr_write(argv):
+        from slurm_sync.slurm.sacctmgr import NOTHING  # sacctmgr imports this module: import at call time
+        output = result.stdout + result.stderr
+        if any(marker in output for marker in NOTHING):
+            return "unchanged"
+    return "ok" if result.returncode == 0 else "error"
+
+
+def observe_run(argv: List[str], full: List[str], result: str, returncode: Optional[int], seconds: float,
+                error: str = "") -> None:
+    """One structured log line and the metrics of one command (never raises); sacct's streamed runs
+    (``sacct.PopenLines``) report here too."""
+    try:
+        from slurm_sync.observability.metrics import observe_command
+        observe_command(argv, result, seconds)
+        joined = shlex.join(full)
+        if len(joined) > _LOGGED_ARGV:
+            joined = f"{joined[:_LOGGED_ARGV]}... (+{len(joined) - _LOGGED_ARGV} chars)"
+        code = "" if returncode is None else f" rc={returncode}"
+        level = logging.WARNING if result in ("error", "timeout", "cannot-run") else logging.INFO
+        message = f"slurm command {result}{code} in {seconds:.3f} s: {joined}"
+        if error:
+            message += f": {' '.join(error.split())}"
+        logger.log(level, message, extra={"event": "slurm_command", "argv": full, "result": result,
+                                          "returncode": returncode, "seconds": round(seconds, 4),
+                                          **({"error": error} if error else {})})
+    except Exception:  # noqa: BLE001 - observing must never break the command
+        logger.debug("observing %s failed", argv, exc_info=True)
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def make_executor(deployment_type: str, container_name: str = "", timeout: float = DEFAULT_TIMEOUT) -> NativeExecutor:
+    """``deployment_type`` is ``native`` or ``docker`` (the latter needs ``container_name``)."""
+    kind = (deployment_type or "native").strip().lower()
+    if kind == "native":
+        return NativeExecutor(timeout=timeout)
+    if kind == "docker":
+        return DockerExecutor(container_name, timeout=timeout)
+    raise ValueError(f"unknown deployment type {deployment_type!r} (expected native or docker)")

@@ -1,0 +1,383 @@
+"""Pull: a batch of Waldur orders becomes one SLURM plan, applied in a few commits, then reported.
+
+The flow for a batch: read the orders from Waldur (a queued message only names them); approve
+what is pending and re-read what Waldur made of it; read the orders' resources (the SLURM
+account of an existing resource is the RESOURCE's backend_id, cross-checked with the account's
+ownership mark); validate each order (a bad one is erred alone); read SLURM once; plan the
+whole batch; post the final usage of allocations about to be removed; apply it; report each
+order done. A transient Waldur error on one order's own step (approve, team, backend_id, done, erred)
+defers that order alone (result "deferred": the task takes it up again) and the batch goes on to its
+SLURM commit; an order's progress is where the truth is: Waldur's order state says whether it is
+approved or done, the SLURM tree whether it is written, so a retry repeats no step. If the batch's apply
+fails, each order is retried alone against a fresh read so the failure lands on the order that
+caused it, and a Create that still fails is rolled back (its accounts removed) before it is
+erred: no half tree is left without a record. Correctness never depends on Redis: every step
+re-reads the real state (SLURM tree, order state) before it writes.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+
+from slurm_sync.domain.real_tree import ActualState
+from slurm_sync.waldur.allocation_report import report_allocation
+from slurm_sync.domain.desired import ENSURE_TYPES, AllocationSpec, NamingPolicy, OrderInput, OrderRejected, allocation_spec
+from slurm_sync.domain.components import Components
+from slurm_sync.sync.membership import team_of
+from slurm_sync.domain.plan import BatchPlan, plan_batch
+from slurm_sync.slurm.runner import SlurmCommandError
+from slurm_sync.domain.slurm_objects import AddAccounts, AddUsers, Operation
+from slurm_sync.observability import metrics
+from slurm_sync.waldur.api import WaldurAPI, WaldurHTTPError, WaldurUnavailable, transient
+
+log = logging.getLogger(__name__)
+# the states an order's resource can be in while the order is active (a Restore's is Terminated)
+LIVE_RESOURCE_STATES = ("Creating", "OK", "Erred", "Updating", "Terminating")
+LISTED_TEAM_TYPES = ("Create", "Update")  # orders whose teams a batch may read from the permissions listing
+
+
+class _Deferred(Exception):
+    """An order's own step met a transient Waldur error: the order waits, the batch goes on."""
+
+
+@dataclass
+class OrderOutcome:
+    order_uuid: str
+    result: str  # done | erred | skipped | deferred
+    account: str = ""
+    message: str = ""
+
+
+@dataclass
+class BatchResult:
+    outcomes: List[OrderOutcome] = field(default_factory=list)
+    commits: int = 0
+    seconds: float = 0.0
+
+    def by_result(self, result: str) -> List[str]:
+        return [o.order_uuid for o in self.outcomes if o.result == result]
+
+
+def order_input(order: Mapping[str, Any], resource: Optional[Mapping[str, Any]],
+                team: Optional[Sequence[Mapping[str, Any]]]) -> OrderInput:
+    """The domain's view of an order; ``resource`` is its marketplace resource as the provider reads it."""
+    attributes = order.get("attributes") or {}
+    return OrderInput(
+        order_uuid=order["uuid"], type=order.get("type", ""),
+        resource_uuid=order.get("marketplace_resource_uuid") or "",
+        resource_name=str(order.get("resource_name") or attributes.get("name") or ""),
+        backend_id=str((resource or {}).get("backend_id") or ""),
+        customer_uuid=order.get("customer_uuid") or "", customer_slug=order.get("customer_slug") or "",
+        customer_name=order.get("customer_name") or "",
+        project_uuid=order.get("project_uuid") or "", project_slug=order.get("project_slug") or "",
+        project_name=order.get("project_name") or "",
+        limits=order.get("limits") or {}, team=team)
+
+
+class OrderProcessor:
+    """Waldur <-> domain <-> SLURM for batches of orders. ``slurm`` is a SacctmgrClient.
+
+    ``before_remove`` gets {account: resource} of the allocations a batch is about to remove,
+    so their usage up to now is billed before the account goes.
+    """
+
+    def __init__(self, waldur: WaldurAPI, slurm: Any, components: Components, policy: NamingPolicy,
+                 on_new_users: Optional[Callable[[Iterable[str]], None]] = None,
+                 before_remove: Optional[Callable[[Dict[str, Mapping[str, Any]]], None]] = None):
+        self.waldur = waldur
+        self.slurm = slurm
+        self.components = components
+        self.policy = policy
+        self.on_new_users = on_new_users
+        self.before_remove = before_remove
+        self._tres: Optional[set] = None
+
+    def cluster_tres(self) -> set:
+        if self._tres is None:
+            self._tres = set(self.slurm.read_tres())
+        return self._tres
+
+    # -- what a queued message names, as Waldur has it --
+
+    def load(self, order_uuids: Sequence[str]) -> List[Dict[str, Any]]:
+        """The named orders, read from Waldur (one listing of this offering's active orders): a uuid that is
+        not an active order of this offering (forged, stale, already final) yields nothing, with a warning."""
+        wanted = list(dict.fromkeys(str(u) for u in order_uuids))
+        active = {o["uuid"]: o for o in self.waldur.active_orders()}
+        found = [active[u] for u in wanted if u in active]
+        missing = [u for u in wanted if u not in active]
+        if missing:
+            log.warning("%d queued order(s) are not active orders of offering %s in Waldur; nothing is done for "
+                        "them: %s", len(missing), self.waldur.offering_uuid, ", ".join(m[:40] for m in missing[:20]))
+        return found
+
+    # -- the read-only half, shared by `slurm-sync plan` --
+
+    def resources_of(self, orders: Sequence[Mapping[str, Any]],
+                     unanswered: Optional[set] = None) -> Dict[str, Dict[str, Any]]:
+        """{resource uuid: resource} for the orders, read by listing where that is fewer requests; a resource
+        Waldur could not answer for now goes in ``unanswered`` when given (raised otherwise)."""
+        wanted = {o.get("marketplace_resource_uuid") for o in orders} - {None, ""}
+        if not wanted:
+            return {}
+        found: Dict[str, Dict[str, Any]] = {}
+        if len(wanted) > 2:  # one listing of the offering's live resources serves a batch
+            found = {r["uuid"]: r for r in self.waldur.resources(LIVE_RESOURCE_STATES) if r["uuid"] in wanted}
+        for uuid in sorted(wanted - set(found)):  # a Restore's resource is Terminated, so not listed
+            try:
+                found[uuid] = self.waldur.resource(uuid)
+            except (WaldurHTTPError, WaldurUnavailable) as error:
+                if transient(error):
+                    if unanswered is None:
+                        raise
+                    unanswered.add(uuid)
+                    continue
+                log.warning("resource %s of an order could not be read: %s", uuid, error)
+        return found
+
+    def specs(self, orders: Sequence[Mapping[str, Any]], result: BatchResult, dry_run: bool = False,
+              resources: Optional[Mapping[str, Mapping[str, Any]]] = None,
+              unanswered: Iterable[str] = ()) -> Dict[str, AllocationSpec]:
+        if resources is None:
+            resources = self.resources_of(orders)
+        specs: Dict[str, AllocationSpec] = {}
+        teams = self._teams(orders)
+        for order in orders:
+            resource_uuid = order.get("marketplace_resource_uuid") or ""
+            try:
+                if resource_uuid in unanswered:
+                    raise _Deferred(f"resource {resource_uuid}: Waldur did not answer")
+                if resource_uuid not in resources and order.get("type") != "Create":
+                    raise OrderRejected(f"the order's resource {resource_uuid[:40]!r} could not be read from Waldur")
+                team = None
+                if order.get("type") in ENSURE_TYPES and resource_uuid:
+                    listed = teams is not None and order.get("type") in LISTED_TEAM_TYPES
+                    team = teams(order) if listed else self._step(order, self.waldur.resource_team, resource_uuid)
+                spec = allocation_spec(order_input(order, resources.get(resource_uuid), team), self.policy,
+                                       self.components, self.cluster_tres())
+                for member, why in spec.skipped_users:
+                    log.warning("order %s: team member %r gets no SLURM association: %s", order["uuid"], member, why)
+                    metrics.observe_skipped_user()
+                specs[order["uuid"]] = spec
+            except OrderRejected as error:
+                self._fail(order, str(error), result, dry_run)
+            except _Deferred as error:
+                self._defer(order, str(error), result)
+        return specs
+
+    def _teams(self, orders: Sequence[Mapping[str, Any]]) -> Optional[Callable[[Mapping[str, Any]], list]]:
+        """For a batch of more than two Create/Update orders: their teams from two listings (the provider's
+        project permissions and the offering users' logins: the members Waldur's team/ endpoint serves), not
+        one read per resource. None when teams are read per resource (few orders, or a token that may not
+        read the permissions). A Restore's team is always read per resource: the permissions list only
+        projects with a resource that is not Terminated, and a Restore's project may have none."""
+        if sum(1 for o in orders if o.get("type") in LISTED_TEAM_TYPES and o.get("marketplace_resource_uuid")) <= 2:
+            return None
+        members = self.waldur.project_members()
+        if members is None:
+            return None
+        logins = self.waldur.offering_logins()
+        return lambda order: team_of(order, members, logins)
+
+    def plan(self, orders: Sequence[Mapping[str, Any]]) -> BatchPlan:
+        """What the orders would change in SLURM, without approving or writing anything."""
+        result = BatchResult()
+        specs = self.specs(orders, result, dry_run=True)
+        plan = plan_batch(list(specs.values()), ActualState(self.slurm.read_associations()), self.policy)
+        plan.errors.update({o.order_uuid: o.message for o in result.outcomes})
+        return plan
+
+    # -- the whole cycle --
+
+    def process(self, orders: Sequence[Mapping[str, Any]]) -> BatchResult:
+        started = time.monotonic()
+        result = BatchResult()
+        picked = _one_per_resource(orders)
+        live = [o for o in (self._each(order, self._approved, result) for order in picked) if o]
+        if any(o.get("state") == "pending-provider" for o in picked):
+            live = self._still_executing(live, result)
+        unanswered: set = set()
+        resources = self.resources_of(live, unanswered)
+        specs = self.specs(live, result, resources=resources, unanswered=unanswered)
+        by_uuid = {o["uuid"]: o for o in live}
+        before = ActualState(self.slurm.read_associations())
+        plan = plan_batch(list(specs.values()), before, self.policy)
+        for uuid, message in plan.errors.items():
+            self._each(by_uuid[uuid], lambda order, r: self._fail(order, message, r), result)
+        applied = {uuid: account for uuid, account in plan.accounts.items()}
+        self._bill_before_removal(applied, specs, resources, before)
+        try:
+            result.commits += self._apply(plan.operations)
+        except SlurmCommandError as error:
+            log.warning("batch of %d orders failed in SLURM (%s); retrying one order at a time", len(applied), error)
+            applied = self._apply_one_by_one({u: specs[u] for u in applied}, by_uuid, result)
+        for uuid, account in applied.items():
+            self._each(by_uuid[uuid], lambda order, r: self._finish(
+                order, account, r, specs[uuid], frozenset(before.users.get(account, ())),
+                resources.get(specs[uuid].resource_uuid) or {}), result)
+        result.seconds = time.monotonic() - started
+        return result
+
+    def _bill_before_removal(self, accounts: Mapping[str, str], specs: Mapping[str, AllocationSpec],
+                             resources: Mapping[str, Mapping[str, Any]], before: ActualState) -> None:
+        if not self.before_remove:
+            return
+        leaving = {account: {**resources[specs[uuid].resource_uuid], "backend_id": account}
+                   for uuid, account in accounts.items()
+                   if specs[uuid].remove and account and before.has(account) and specs[uuid].resource_uuid in resources}
+        if leaving:
+            self.before_remove(leaving)
+
+    def _apply(self, operations: Sequence[Operation]) -> int:
+        if not operations:
+            return 0
+        report = self.slurm.apply(operations)
+        if self.on_new_users:
+            new_users = {u for op in operations if isinstance(op, (AddAccounts, AddUsers)) for u, _ in op.users}
+            if new_users:
+                self.on_new_users(sorted(new_users))
+        return getattr(report, "commits", 0)
+
+    def _apply_one_by_one(self, specs: Dict[str, AllocationSpec], orders: Mapping[str, Mapping[str, Any]],
+                          result: BatchResult) -> Dict[str, str]:
+        applied: Dict[str, str] = {}
+        for uuid, spec in specs.items():
+            plan = plan_batch([spec], ActualState(self.slurm.read_associations()), self.policy)
+            try:
+                if plan.errors:
+                    raise OrderRejected(plan.errors[uuid])
+                result.commits += self._apply(plan.operations)
+                applied[uuid] = plan.accounts[uuid]
+            except (SlurmCommandError, OrderRejected) as error:
+                if not spec.remove and uuid in plan.accounts and orders[uuid].get("type") == "Create":
+                    self._roll_back(spec, plan.accounts[uuid])
+                message, tb = f"SLURM refused the change: {error}", traceback.format_exc()
+                self._each(orders[uuid], lambda order, r: self._fail(order, message, r, tb=tb), result)
+        return applied
+
+    def _roll_back(self, spec: AllocationSpec, account: str) -> None:
+        """Remove what a failed Create made, so no half tree is left without a record."""
+        undo = AllocationSpec(order_uuid=spec.order_uuid, remove=True, customer=spec.customer, project=spec.project,
+                              allocation=account, allocation_source="", resource_uuid=spec.resource_uuid,
+                              limits={}, users=None, kind="Terminate")
+        try:
+            plan = plan_batch([undo], ActualState(self.slurm.read_associations()), self.policy)
+            self._apply(plan.operations)
+        except SlurmCommandError as error:
+            log.error("roll-back of %s for order %s failed: %s", account, spec.order_uuid, error)
+
+    # -- Waldur side --
+
+    def _step(self, order: Mapping[str, Any], call: Callable[..., Any], *args: Any) -> Any:
+        """One Waldur call of this order's own; a transient failure defers the order (:class:`_Deferred`)."""
+        try:
+            return call(*args)
+        except (WaldurHTTPError, WaldurUnavailable) as error:
+            if transient(error):
+                raise _Deferred(str(error)) from error
+            raise
+
+    def _each(self, order: Mapping[str, Any], step: Callable[[Mapping[str, Any], BatchResult], Any],
+              result: BatchResult) -> Any:
+        """Run one order's step; a transient Waldur failure defers this order and the batch goes on."""
+        try:
+            return step(order, result)
+        except _Deferred as error:
+            self._defer(order, str(error), result)
+        except (WaldurHTTPError, WaldurUnavailable) as error:
+            if not transient(error):
+                raise
+            self._defer(order, str(error), result)
+        return None
+
+    @staticmethod
+    def _defer(order: Mapping[str, Any], why: str, result: BatchResult) -> None:
+        log.warning("order %s (%s) deferred: Waldur did not answer (%s); it is taken up again", order.get("uuid"),
+                    order.get("type"), why[:300])
+        result.outcomes.append(OrderOutcome(order["uuid"], "deferred", message=why[:300]))
+
+    def _still_executing(self, orders: Sequence[Mapping[str, Any]], result: BatchResult) -> List[Mapping[str, Any]]:
+        """After approvals, what Waldur made of them (one listing): a server may err an order inside the
+        approve call that answered 200 (a 7.0 Update whose allocation is not OK); nothing is written for it."""
+        active = {o["uuid"]: o for o in self.waldur.active_orders()}
+        kept = []
+        for order in orders:
+            now = active.get(order["uuid"])
+            if now is not None and now.get("state") == "executing":
+                kept.append(now)
+                continue
+            try:
+                state = (now or self._step(order, self.waldur.get_order, order["uuid"])).get("state")
+            except _Deferred as error:
+                self._defer(order, str(error), result)
+                continue
+            log.warning("order %s (%s) is %s after its approval; nothing is written for it", order["uuid"],
+                        order.get("type"), state)
+            result.outcomes.append(OrderOutcome(order["uuid"], "skipped", message=f"order is {state}"))
+        return kept
+
+    def _approved(self, order: Mapping[str, Any], result: BatchResult) -> Optional[Mapping[str, Any]]:
+        """The order once executing (approving it when pending), or None when it is not ours to do."""
+        if order.get("state") == "pending-provider":
+            try:
+                self.waldur.approve_order(order["uuid"])
+                return {**order, "state": "executing"}
+            except WaldurHTTPError as error:
+                if not error.wrong_state:
+                    raise
+                order = self.waldur.get_order(order["uuid"])
+        if order.get("state") == "executing":
+            return order
+        result.outcomes.append(OrderOutcome(order["uuid"], "skipped", message=f"order is {order.get('state')}"))
+        return None
+
+    def _finish(self, order: Mapping[str, Any], account: str, result: BatchResult, spec: AllocationSpec,
+                users_before: frozenset, resource_record: Mapping[str, Any]) -> None:
+        resource = order.get("marketplace_resource_uuid")
+        if not spec.remove and resource and account and resource_record.get("backend_id") != account:
+            self.waldur.set_backend_id(resource, account)
+        completed = False
+        if resource:
+            completed = report_allocation(self.waldur, self.components, order, spec.limits, users_before,
+                                          () if spec.remove else spec.users)
+        if not completed:
+            try:
+                self.waldur.set_order_done(order["uuid"])
+            except WaldurHTTPError as error:
+                if not error.wrong_state:
+                    raise
+                state = self.waldur.get_order(order["uuid"]).get("state")
+                if state != "done":
+                    result.outcomes.append(OrderOutcome(order["uuid"], "skipped", account, f"order is {state}"))
+                    return
+        log.info("order %s (%s) done: account %s", order["uuid"], order.get("type"), account)
+        result.outcomes.append(OrderOutcome(order["uuid"], "done", account))
+
+    def _fail(self, order: Mapping[str, Any], message: str, result: BatchResult, dry_run: bool = False,
+              tb: str = "") -> None:
+        log.warning("order %s (%s) erred: %s", order.get("uuid"), order.get("type"), message)
+        result.outcomes.append(OrderOutcome(order["uuid"], "erred", message=message))
+        if dry_run:
+            return
+        try:
+            self.waldur.set_order_erred(order["uuid"], message, tb or message)
+        except WaldurHTTPError as error:
+            if not error.wrong_state:
+                raise
+            log.info("order %s was no longer executing when erring it", order.get("uuid"))
+
+
+def _one_per_resource(orders: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
+    """The oldest order of each resource: a later one (Terminate after Create) waits for the next cycle."""
+    seen = set()
+    picked = []
+    for order in sorted(orders, key=lambda o: str(o.get("created") or "")):
+        resource = order.get("marketplace_resource_uuid") or order["uuid"]
+        if resource in seen:
+            continue
+        seen.add(resource)
+        picked.append(order)
+    return picked

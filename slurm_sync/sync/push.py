@@ -1,0 +1,329 @@
+"""Push: SLURM usage, limits, associations and account state go back to Waldur, once, and only what changed.
+
+One cycle: list the offering's resources (one paged read), read the SLURM tree (one
+``sacctmgr`` read) to report vanished or returned accounts and, against one paged read of
+Waldur's associations, the limits and associations that differ; then for each billing month
+to report read ALL allocations' jobs with ONE sacct call, compute usage per component and
+per user, and post only the amounts that differ from the last ones reported (kept in a
+:class:`ReportedStore`). Amounts are rounded to 2 places only here, when sent.
+
+On a 7.0-line server ``set_usage`` files every post under the server's current month, so a
+closed month's totals are never sent there (they would overwrite this month's): late usage
+for a closed month is logged as unreportable, with its amount. Per-user usage hangs on the
+month's component usage (``set_user_usages``, one user per call on 7.0), which names its
+month, on both lines. A resource Waldur will not take a report for (refused, or a server
+error) is logged and tried again next cycle; the others are reported all the same.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, Tuple
+
+from slurm_sync.domain.real_tree import ActualState
+from slurm_sync.domain.months import month_window, months_to_report
+from slurm_sync.domain.components import Components
+from slurm_sync.domain.names import NamingError, check_account_name
+from slurm_sync.domain.drift import differences
+from slurm_sync.slurm.sacct import ParseStats, read_jobs
+from slurm_sync.domain.usage import compute_usage, to_wire
+from slurm_sync.waldur.api import WaldurAPI, WaldurHTTPError
+
+log = logging.getLogger(__name__)
+Month = Tuple[int, int]
+
+
+class ReportedStore(Protocol):
+    """The last amounts reported per (resource, month): {type: "1.23"} and {user: {type: "1.23"}}."""
+
+    def get(self, resource: str, month: Month) -> Tuple[Dict[str, str], Dict[str, Dict[str, str]]]: ...
+
+    def put(self, resource: str, month: Month, totals: Dict[str, str], users: Dict[str, Dict[str, str]]) -> None: ...
+
+    def forget(self, resource: Optional[str] = None, month: Optional[Month] = None) -> None: ...
+
+    def state(self, resource: str) -> Optional[str]:
+        """The allocation state last reported (OK | Erred): a 7.0-line server does not show it."""
+
+    def put_state(self, resource: str, state: str) -> None: ...
+
+
+class MemoryStore:
+    """A ReportedStore in a dict (tests, one-off runs)."""
+
+    def __init__(self):
+        self.data: Dict[Tuple[str, Month], Tuple[Dict[str, str], Dict[str, Dict[str, str]]]] = {}
+        self.states: Dict[str, str] = {}
+
+    def state(self, resource):
+        return self.states.get(resource)
+
+    def put_state(self, resource, state):
+        self.states[resource] = state
+
+    def get(self, resource, month):
+        totals, users = self.data.get((resource, month), ({}, {}))
+        return dict(totals), {u: dict(v) for u, v in users.items()}
+
+    def put(self, resource, month, totals, users):
+        self.data[(resource, month)] = (dict(totals), {u: dict(v) for u, v in users.items()})
+
+    def forget(self, resource=None, month=None):
+        for key in [k for k in self.data if (resource is None or k[0] == resource) and (month is None or k[1] == month)]:
+            del self.data[key]
+
+
+@dataclass
+class PushResult:
+    months: List[Month] = field(default_factory=list)
+    sacct_calls: int = 0
+    jobs: int = 0
+    usage_posts: int = 0
+    user_usage_posts: int = 0
+    limit_posts: int = 0
+    association_posts: int = 0
+    erred: List[str] = field(default_factory=list)
+    recovered: List[str] = field(default_factory=list)
+    anomalies: List[str] = field(default_factory=list)
+    unreportable: List[str] = field(default_factory=list)
+    refused: List[str] = field(default_factory=list)  # reports Waldur refused (4xx): tried again next cycle
+    waldur_requests: int = 0
+
+
+def _created(resource: Mapping[str, Any]) -> Optional[datetime]:
+    """When Waldur created the resource (None when it does not say): no usage before it is the resource's."""
+    text = str(resource.get("created") or "")
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None  # compute_usage makes it aware
+    except ValueError:
+        return None
+
+
+def billing_date(month: Month) -> str:
+    """A moment inside the month in every time zone (the 15th, noon UTC)."""
+    return datetime(month[0], month[1], 15, 12, tzinfo=timezone.utc).isoformat()
+
+
+class UsageReporter:
+    def __init__(self, waldur: WaldurAPI, sacctmgr: Any, components: Components, store: ReportedStore, *,
+                 tz: str = "UTC", closing_day: int = 3, tres_source: str = "alloc",
+                 lines: Optional[Callable[[List[str]], Iterable[str]]] = None):
+        self.waldur = waldur
+        self.sacctmgr = sacctmgr
+        self.components = components
+        self.store = store
+        self.tz = tz
+        self.closing_day = closing_day
+        self.tres_source = tres_source
+        self.lines = lines
+        self.usage_types = [c.type for c in components if c.accounting_type == "usage"]
+
+    def run(self, now: Optional[datetime] = None, resource_uuids: Optional[Sequence[str]] = None,
+            months: Optional[Sequence[Month]] = None) -> PushResult:
+        now = now or datetime.now(timezone.utc)
+        requests_before = self.waldur.request_count
+        result = PushResult()
+        resources = self._resources(resource_uuids)
+        actual = ActualState(self.sacctmgr.read_associations())
+        present = self._report_state(resources, actual, result)
+        self._reconcile(present, actual, result)
+        current = months_to_report(now, 0, self.tz)[-1]
+        result.months = list(months or months_to_report(now, self.closing_day, self.tz))
+        for month in result.months:
+            self._report_month(month, month != current, present, now, result)
+        result.waldur_requests = self.waldur.request_count - requests_before
+        return result
+
+    def report_final(self, leaving: Mapping[str, Mapping[str, Any]], now: Optional[datetime] = None) -> PushResult:
+        """Usage up to ``now`` of allocations about to be removed ({account: resource}), for every month still
+        reported; the last hours of a terminated allocation are billed before its account goes."""
+        now = now or datetime.now(timezone.utc)
+        requests_before = self.waldur.request_count
+        result = PushResult()
+        present = {check_account_name(account): dict(resource) for account, resource in leaving.items()}
+        current = months_to_report(now, 0, self.tz)[-1]
+        result.months = list(months_to_report(now, self.closing_day, self.tz))
+        for month in result.months:
+            self._report_month(month, month != current, present, now, result)
+        result.waldur_requests = self.waldur.request_count - requests_before
+        return result
+
+    # -- state --
+
+    def _resources(self, only: Optional[Sequence[str]]) -> Dict[str, Dict[str, Any]]:
+        by_account: Dict[str, Dict[str, Any]] = {}
+        for resource in self.waldur.resources():
+            if only and resource["uuid"] not in only:
+                continue
+            if not resource.get("backend_id"):
+                continue
+            try:
+                by_account[check_account_name(resource["backend_id"])] = resource
+            except NamingError as error:
+                log.warning("resource %s skipped: %s", resource["uuid"], error)
+        return by_account
+
+    def _report_state(self, resources: Dict[str, Dict[str, Any]], actual: ActualState,
+                      result: PushResult) -> Dict[str, Dict[str, Any]]:
+        """Err resources whose account vanished, recover those whose account is back; return the present ones."""
+        present = {}
+        # a 7.0-line server keeps the allocation's state where the provider cannot read it: go by what we reported
+        reported = self.store.state if self.waldur.hides_allocation_state else (lambda uuid: None)
+        for account, resource in resources.items():
+            shown = "Erred" if resource.get("state") == "Erred" else reported(resource["uuid"]) or resource.get("state")
+            if actual.has(account):
+                present[account] = resource
+                if shown == "Erred":
+                    self._recover(resource, account, result)
+            elif shown != "Erred":
+                message = f"SLURM account {account!r} of this resource does not exist in the cluster"
+                log.warning("resource %s: %s", resource["uuid"], message)
+                if self._call(self.waldur.set_resource_erred, resource["uuid"], message):
+                    self.store.put_state(resource["uuid"], "Erred")
+                result.erred.append(resource["uuid"])
+        return present
+
+    def _recover(self, resource: Dict[str, Any], account: str, result: PushResult) -> None:
+        """The account is back (or was never gone): bring the resource back to OK where the server lets the
+        provider; where it does not, say so once (its usage cannot be reported while it is Erred)."""
+        uuid = resource["uuid"]
+        try:
+            recovered = self.waldur.set_resource_ok(uuid)
+        except WaldurHTTPError as error:
+            if error.transient:
+                raise
+            log.warning("set_resource_ok refused: %s", error)
+            return
+        if recovered or resource.get("state") != "Erred":  # where only the allocation was set erred, it is back
+            self.store.put_state(uuid, "OK")
+            result.recovered.append(uuid)
+            resource["state"] = "OK"
+            return
+        if self.store.state(uuid) != "Erred-stuck":
+            note = (f"resource {uuid} (account {account}) is Erred in Waldur while its SLURM account exists; this "
+                    "Waldur (7.0 line) has no provider call to bring it back to OK and takes no usage for it: a "
+                    "Waldur staff user must set the resource OK (see README, Erred resources)")
+            log.error(note)
+            result.unreportable.append(note)
+            self.store.put_state(uuid, "Erred-stuck")
+
+    # -- limits and associations --
+
+    def _reconcile(self, present: Mapping[str, Dict[str, Any]], actual: ActualState, result: PushResult) -> None:
+        shown = self.waldur.associations() if present else None
+        diff = differences(present, actual, self.components, shown)
+        for resource, limits in diff.limits.items():
+            log.info("resource %s: limits in SLURM differ from Waldur's; sending %s", resource, limits)
+            if self._call(self.waldur.set_resource_limits, resource, limits):
+                result.limit_posts += 1
+        for resource, user in diff.add:
+            if self._call(self.waldur.create_association, resource, user):
+                result.association_posts += 1
+        for resource, user in diff.remove:
+            if self._call(self.waldur.delete_association, resource, user):
+                result.association_posts += 1
+
+    # -- usage --
+
+    def _report_month(self, month: Month, closed: bool, present: Mapping[str, Dict[str, Any]], now: datetime,
+                      result: PushResult) -> None:
+        if not present or not self.usage_types:
+            return
+        window = month_window(month[0], month[1], self.tz)
+        stats = ParseStats()
+        jobs = read_jobs(sorted(present), window[0], window[1], tres_source=self.tres_source, lines=self.lines,
+                         stats=stats)
+        report = compute_usage(jobs, window, {a: r["uuid"] for a, r in present.items()}, self.components, now,
+                               since={a: t for a, t in ((a, _created(r)) for a, r in present.items()) if t})
+        result.sacct_calls += 1
+        result.jobs += report.jobs_counted
+        for account, resource in sorted(present.items()):
+            if resource.get("state") not in ("OK", "Updating", "Terminating"):
+                continue
+            totals = {t: to_wire(report.totals.get(account, {}).get(t, Decimal(0))) for t in self.usage_types}
+            users = {user: {t: to_wire(amounts.get(t, Decimal(0))) for t in self.usage_types}
+                     for user, amounts in report.per_user.get(account, {}).items()}
+            try:
+                self._send(resource["uuid"], month, closed, totals, users, result)
+            except WaldurHTTPError as error:
+                # One resource Waldur will not take (usage over a component's limit_amount, a state that
+                # takes no usage, a component it does not know, a server error on it) must not stop the
+                # others' billing. What was not sent is not recorded as sent: the next cycle tries again.
+                note = (f"usage of resource {resource['uuid']} (account {account}) for {month[0]}-{month[1]:02d} "
+                        f"{'failed' if error.transient else 'refused'} in Waldur: {error}; amounts {totals}")
+                log.error(note)
+                result.refused.append(note)
+
+    def _send(self, resource: str, month: Month, closed: bool, totals: Dict[str, str],
+              users: Dict[str, Dict[str, str]], result: PushResult) -> None:
+        sent_totals, sent_users = self.store.get(resource, month)
+        changed = {t: a for t, a in totals.items() if sent_totals.get(t) != a}
+        for t, amount in list(changed.items()):
+            before = sent_totals.get(t)
+            if before is not None and Decimal(amount) < Decimal(before):
+                note = (f"usage anomaly: resource {resource} {t} {month[0]}-{month[1]:02d} went down from {before} "
+                        f"to {amount}{' (closed month: not sent)' if closed else ''}")
+                log.warning(note)
+                result.anomalies.append(note)
+                if closed:
+                    del changed[t]
+        # a user's zero that was never sent is no news: Waldur shows no usage for them either way
+        changed_users = {t: {u: v[t] for u, v in users.items() if sent_users.get(u, {}).get(t, "0.00") != v[t]}
+                         for t in self.usage_types}
+        changed_users = {t: v for t, v in changed_users.items() if v}
+        if not changed and not changed_users:
+            return
+        month_true = self.waldur.files_usage_by_date
+        if changed:
+            if closed and not month_true:
+                self._unreportable(resource, month, changed, sent_totals, result)
+            else:
+                self.waldur.set_usage(resource, billing_date(month), changed)
+                result.usage_posts += 1
+            sent_totals.update(changed)
+            # recorded at once: a per-user post refused below must not make these totals look unsent
+            self.store.put(resource, month, sent_totals, sent_users)
+        if changed_users:
+            period = f"{month[0]}-{month[1]:02d}-01"
+            by_type = {u["type"]: u["uuid"] for u in self.waldur.component_usages(resource, period)}
+            for t, per_user in sorted(changed_users.items()):
+                if t not in by_type:
+                    if closed:  # the month's total never reached Waldur (7.0): nothing to hang these on, ever
+                        self._unreportable(resource, month, {f"{t} of {u}": a for u, a in per_user.items()}, {},
+                                           result)
+                        for user in per_user:
+                            sent_users.setdefault(user, {})[t] = per_user[user]
+                        self.store.put(resource, month, sent_totals, sent_users)
+                    continue  # no component usage to hang user usage on yet (total never posted)
+                # the current line replaces the whole list; 7.0 takes one user per call: only the changed ones
+                send = {u: v[t] for u, v in users.items()} if month_true else per_user
+                result.user_usage_posts += self.waldur.set_user_usages(by_type[t], send)
+                for user in per_user:
+                    sent_users.setdefault(user, {})[t] = per_user[user]
+                self.store.put(resource, month, sent_totals, sent_users)
+
+    @staticmethod
+    def _unreportable(resource: str, month: Month, amounts: Mapping[str, str], before: Mapping[str, str],
+                      result: PushResult) -> None:
+        """A closed month's change a 7.0-line server cannot take: logged once, with its amount."""
+        for what, amount in sorted(amounts.items()):
+            if Decimal(amount) == Decimal(before.get(what, "0")):
+                continue  # nothing is lost
+            note = (f"unreportable late usage: resource {resource} {what} {month[0]}-{month[1]:02d} is {amount} "
+                    f"in SLURM, {before.get(what, 'nothing')} was reported; this Waldur (7.0 line) files usage "
+                    "under its current month only")
+            log.warning(note)
+            result.unreportable.append(note)
+
+    @staticmethod
+    def _call(function, *args) -> bool:
+        try:
+            function(*args)
+        except WaldurHTTPError as error:
+            if error.transient:
+                raise
+            log.warning("%s refused: %s", function.__name__, error)
+            return False
+        return True

@@ -1,2 +1,0 @@
-"""Endpoint handlers; importing this package registers every route."""
-from . import offerings, orders, resources, service_providers, slurm_remote, usages  # noqa: F401
