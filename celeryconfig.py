@@ -5,13 +5,12 @@ reach SLURM; the rest may run on the default `celery` queue anywhere. Tasks are 
 after they run and re-queued when a worker dies, so a killed worker's order is done again
 (idempotently) instead of lost.
 """
-import os
-
 from slurm_sync.redis_tls import ssl_options
-from slurm_sync.settings import env_int
+from slurm_sync.settings import env_int, env_setting
 
-broker_url = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
-result_backend = os.environ.get("CELERY_RESULT_BACKEND") or None
+# read as the start-up check reads them: a bad value here is the default, and the check stops the process
+broker_url = env_setting("CELERY_BROKER_URL")
+result_backend = env_setting("CELERY_RESULT_BACKEND") or None
 task_ignore_result = result_backend is None
 # rediss:// (TLS): verify the server's certificate as redis-py does (kombu alone would not), unless the URL's
 # ?ssl_cert_reqs= says otherwise; ?ssl_ca_certs= names a private CA (slurm_sync/redis_tls.py)

@@ -59,6 +59,7 @@ class Settings:
     enable_user_homedir_account_creation: bool = False
     celery_broker_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may carry a password
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    celery_result_backend: str = field(default="", repr=False)  # "": results are not stored
     poll_interval: float = 60.0
     usage_interval: float = 900.0
     usage_timezone: str = "UTC"
@@ -88,7 +89,7 @@ class Settings:
             value = getattr(self, name)
             if name in ("waldur_api_token", "sentry_dsn") and value:
                 value = "****" + str(value)[-4:]
-            elif name in ("celery_broker_url", "redis_url"):
+            elif name in ("celery_broker_url", "redis_url", "celery_result_backend"):
                 value = mask_url(value)
             shown[name.upper()] = str(value)
         return shown
@@ -213,6 +214,7 @@ VARIABLES: Dict[str, Tuple[str, Callable[[str], object]]] = {
     "ENABLE_USER_HOMEDIR_ACCOUNT_CREATION": ("enable_user_homedir_account_creation", _boolean),
     "CELERY_BROKER_URL": ("celery_broker_url", _redis_url),
     "REDIS_URL": ("redis_url", _redis_url),
+    "CELERY_RESULT_BACKEND": ("celery_result_backend", _text),
     "SLURM_SYNC_POLL_INTERVAL": ("poll_interval", _positive_seconds),
     "SLURM_SYNC_USAGE_INTERVAL": ("usage_interval", _positive_seconds),
     "SLURM_SYNC_USAGE_TIMEZONE": ("usage_timezone", _timezone),
@@ -227,6 +229,12 @@ VARIABLES: Dict[str, Tuple[str, Callable[[str], object]]] = {
     "SLURM_SYNC_RESTORE_THROTTLE": ("restore_throttle", _int_between(1, 3600)),
     "SLURM_SYNC_MIN_UID": ("min_uid", _int_between(0, 2**31 - 1)),
 }
+
+
+def environment() -> Mapping[str, str]:
+    """The process environment. Every module gets settings from here; none reads ``os.environ`` itself
+    (tests/test_layout.py checks it)."""
+    return os.environ
 
 
 def env_int(name: str, env: Optional[Mapping[str, str]] = None) -> int:
@@ -274,7 +282,7 @@ def load_settings(env: Optional[Mapping[str, str]] = None, *, require_waldur: bo
 def _shown(variable: str, raw: str) -> str:
     if variable in ("WALDUR_API_TOKEN", "SENTRY_DSN"):
         return "****"
-    if variable in ("CELERY_BROKER_URL", "REDIS_URL"):
+    if variable in ("CELERY_BROKER_URL", "REDIS_URL", "CELERY_RESULT_BACKEND"):
         masked = mask_url(raw)
         raw = masked if masked != raw or "@" not in raw else "****@" + raw.rsplit("@", 1)[1]  # an unparsable one
     text = raw if len(raw) <= 80 else raw[:77] + "..."

@@ -1,23 +1,16 @@
-"""The Celery app, its beat schedule, and the per-process runtime (settings, clients)."""
+"""The Celery app, its beat schedule, and the per-process runtime (settings, clients: slurm_sync.wiring)."""
 from __future__ import annotations
 
 import functools
 import logging
 import sys
-from dataclasses import dataclass
 
-import redis
 from celery import Celery, signals
 from celery.schedules import crontab
 
-from slurm_sync.domain.desired import NamingPolicy
-from slurm_sync.domain.components import Components, ComponentsConfigError, load_components
+from slurm_sync.domain.components import ComponentsConfigError
 from slurm_sync.settings import Settings, SettingsError, load_settings
-from slurm_sync.slurm.runner import NativeExecutor, make_executor
-from slurm_sync.slurm.sacctmgr import SacctmgrClient
-from slurm_sync.waldur.api import WaldurAPI
-from slurm_sync.waldur.generation import RedisGenerationCache
-from slurm_sync.observability.metrics import waldur_response_hook
+from slurm_sync.wiring import Runtime, build_runtime
 
 log = logging.getLogger(__name__)
 
@@ -25,44 +18,11 @@ app = Celery("slurm_sync", include=["tasks.pull", "tasks.push"])
 app.config_from_object("celeryconfig")
 
 
-@dataclass
-class Runtime:
-    settings: Settings
-    components: Components
-    waldur: WaldurAPI
-    executor: NativeExecutor
-    sacctmgr: SacctmgrClient
-    redis: "redis.Redis"
-
-    @property
-    def policy(self) -> NamingPolicy:
-        s = self.settings
-        # the system-user check reads this host's user database: the cluster's only in native mode
-        min_uid = s.min_uid if s.min_uid and s.slurm_deployment_type == "native" else None
-        return NamingPolicy(default_account=s.slurm_default_account, customer_prefix=s.slurm_customer_prefix,
-                            project_prefix=s.slurm_project_prefix, allocation_prefix=s.slurm_allocation_prefix,
-                            max_len=s.slurm_allocation_name_max_len, min_uid=min_uid)
-
-
 @functools.lru_cache(maxsize=1)
 def runtime() -> Runtime:
-    """Built once per process from the environment; raises SettingsError/ComponentsConfigError."""
-    settings = load_settings()
-    components = load_components(settings.slurm_tres_config_path)
-    executor = make_executor(settings.slurm_deployment_type, settings.slurm_container_name,
-                             settings.slurm_command_timeout)
-    client = redis.Redis.from_url(settings.redis_url)
-    rt = Runtime(
-        settings=settings, components=components,
-        waldur=WaldurAPI(settings.waldur_api_url, settings.waldur_api_token, settings.waldur_offering_uuid,
-                         verify_ssl=settings.requests_verify_ssl, compat=settings.waldur_api_compat,
-                         generation_cache=RedisGenerationCache(client)),
-        executor=executor,
-        sacctmgr=SacctmgrClient(executor, timeout=settings.slurm_command_timeout),
-        redis=client,
-    )
-    rt.waldur.client.session.hooks["response"].append(waldur_response_hook)  # Waldur request metrics
-    return rt
+    """Built once per process from the environment (:func:`slurm_sync.wiring.build_runtime`); raises
+    SettingsError/ComponentsConfigError."""
+    return build_runtime()
 
 
 def beat_schedule(settings: Settings) -> dict:

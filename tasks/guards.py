@@ -1,21 +1,6 @@
 """Idempotency keys and locks in Redis.
 
-Keys (prefix ``slurm-sync:``), their TTLs and why:
-
-| key | TTL | why |
-|---|---|---|
-| ``lock:poll-orders`` | poll interval x 5 (released at the end) | a poll never overlaps itself |
-| ``order-leases`` (sorted set: order uuid -> the time by which a worker must have taken it up) | per member: queued: the visibility timeout (a message waits in the queue); held by a worker: ORDER_LOCK_TTL, renewed every third of it; deferred: its countdown + ORDER_LOCK_TTL | one chain per order: whoever adds the member (poll, ``ZADD NX``) or takes a lapsed one over (``recover_orders``, one atomic script) sends the one message; a killed worker's lease lapses within ORDER_LOCK_TTL and ``recover_orders`` (every ORDER_LOCK_TTL / 2) sends the order again |
-| ``order:<uuid>:lock`` | ORDER_LOCK_TTL (SLURM_SYNC_ORDER_LOCK_TTL, 40 s), renewed every third of it while its batch runs | two workers never process one order at once; expires so a killed worker's order is picked up again |
-| ``node:<worker node name>:holds`` (hash: lock key -> ``<incarnation>|<token>``) | none (entries removed on release) | the locks a worker holds: when a worker restarts under the same node name (``--hostname headnode@%h``: systemd's and compose's restarts), its dead incarnation's locks are dropped and its orders sent again at once, not a lock TTL later |
-| ``order:<uuid>:final`` | 7 days | a re-delivered task or a re-listed order does no second write |
-| ``lock:slurm-writes`` | ORDER_LOCK_TTL, renewed every third of it while the batch runs (a dead worker's lapses) | one batch at a time reads, plans and writes the tree, whatever the worker count: slurmdbd 22.05 corrupted its tree under concurrent writers here, and two batches planned from one read would collide |
-| ``lock:sync-memberships`` | poll interval x 5 (released at the end) | a membership sync never overlaps itself (it writes under ``lock:slurm-writes`` too) |
-| ``lock:report-usage`` | usage interval x 5 | a usage cycle never overlaps itself |
-| ``usage:<resource>:<YYYY-MM>`` (hash) | 100 days | the last reported amounts: only changes are posted |
-| ``state:<resource>`` | 100 days | the allocation state last reported (a 7.0-line server does not show it): reported once; ``Erred-stuck`` once an Erred resource that server cannot bring back was reported |
-| ``last-success:<task>`` | 90 days | when the task last succeeded (tasks/signals.py): health check and metrics |
-| ``waldur-generation:<api url>`` | 1 day | the Waldur API generation learnt from the server: every worker agrees, one probe a day |
+Keys and their TTLs: :mod:`slurm_sync.redis_keys`.
 
 Correctness never depends on these keys surviving: after a flush the worker re-reads SLURM and
 the order's state before every write, so the outcome is the same, only slower.
@@ -31,29 +16,26 @@ from typing import Callable, Iterator, List, Optional, Sequence
 import redis
 from redis.lock import Lock
 
+from slurm_sync.redis_keys import RedisKeys
 from slurm_sync.settings import env_int
 
-PREFIX = "slurm-sync:"
 ORDER_LOCK_TTL = env_int("SLURM_SYNC_ORDER_LOCK_TTL")
 QUEUED_TTL = env_int("SLURM_SYNC_VISIBILITY_TIMEOUT")  # a message waits in the queue at most this long
 FINAL_TTL = 7 * 24 * 3600
 
 
 INCARNATION = uuidlib.uuid4().hex  # this worker's process tree: prefork children inherit it from the parent
-_node: Optional[str] = None  # the worker's node name, set at worker start (tasks.signals)
+_holds: Optional[str] = None  # the node_holds key of this worker's node name, set at worker start (tasks.signals)
 
 
-def set_node(name: Optional[str]) -> None:
-    global _node
-    _node = name or None
+def set_node(holds_key: Optional[str]) -> None:
+    """This worker's ``node:<name>:holds`` key (None: not a worker, nothing recorded)."""
+    global _holds
+    _holds = holds_key or None
 
 
 class SlurmBusy(Exception):
     """Another batch holds ``lock:slurm-writes``: the task retries later."""
-
-
-def _key(*parts: str) -> str:
-    return PREFIX + ":".join(parts)
 
 
 @contextlib.contextmanager
@@ -80,12 +62,11 @@ def renewing(locks: Sequence[Lock], ttl: float, also: Optional[Callable[[], None
 
 
 @contextlib.contextmanager
-def exclusive(client: "redis.Redis", name: str, ttl: float, wait: float = 0,
+def exclusive(client: "redis.Redis", key: str, ttl: float, wait: float = 0,
               keep_alive: bool = False) -> Iterator[bool]:
-    """Yield True when this process holds the lock ``name``; False when another does (after ``wait`` s).
-
-    ``keep_alive`` renews it while the body runs (:func:`renewing`)."""
-    lock = client.lock(_key("lock", name), timeout=ttl, blocking=wait > 0, blocking_timeout=wait or None,
+    """Yield True when this process holds the lock ``key`` (``RedisKeys.lock(name)``); False when another
+    does (after ``wait`` s). ``keep_alive`` renews it while the body runs (:func:`renewing`)."""
+    lock = client.lock(key, timeout=ttl, blocking=wait > 0, blocking_timeout=wait or None,
                        thread_local=False)
     acquired = lock.acquire()
     if acquired:
@@ -98,25 +79,21 @@ def exclusive(client: "redis.Redis", name: str, ttl: float, wait: float = 0,
             _release(client, lock)
 
 
-def _holds_key(node: str) -> str:
-    return _key("node", node, "holds")
-
-
 def _record(client: "redis.Redis", lock: Lock) -> None:
     """Note the lock as this worker's (see :func:`take_over_dead_incarnation`)."""
-    if _node:
+    if _holds:
         token = lock.local.token
         token = token.decode() if isinstance(token, bytes) else str(token)
         with contextlib.suppress(redis.exceptions.RedisError):
-            client.hset(_holds_key(_node), str(lock.name), f"{INCARNATION}|{token}")
+            client.hset(_holds, str(lock.name), f"{INCARNATION}|{token}")
 
 
 def _release(client: "redis.Redis", lock: Lock) -> None:
     with contextlib.suppress(redis.exceptions.LockError):
         lock.release()
-    if _node:
+    if _holds:
         with contextlib.suppress(redis.exceptions.RedisError):
-            client.hdel(_holds_key(_node), str(lock.name))
+            client.hdel(_holds, str(lock.name))
 
 
 # Delete a lock only while it still carries the given token (it is still the dead holder's).
@@ -126,11 +103,11 @@ return 0
 """
 
 
-def take_over_dead_incarnation(client: "redis.Redis", node: str) -> List[str]:
+def take_over_dead_incarnation(client: "redis.Redis", keys: RedisKeys, node: str) -> List[str]:
     """At a worker's start: the locks an earlier process under this node name still holds are a dead
     worker's (one node name is one worker: systemd and compose restart it under the same name). Drop
     them and make its orders' leases lapse now; returns those orders (the caller sends recover_orders)."""
-    key = _holds_key(node)
+    key = keys.node_holds(node)
     orders: List[str] = []
     for field, value in client.hgetall(key).items():
         name = field.decode() if isinstance(field, bytes) else str(field)
@@ -139,11 +116,11 @@ def take_over_dead_incarnation(client: "redis.Redis", node: str) -> List[str]:
             continue
         client.eval(_DELETE_IF_TOKEN, 1, name, token)
         client.hdel(key, field)
-        order_prefix = _key("order", "")
-        if name.startswith(order_prefix) and name.endswith(":lock"):
-            orders.append(name[len(order_prefix):-len(":lock")])
+        order = keys.order_of_lock(name)
+        if order:
+            orders.append(order)
     if orders:
-        client.zadd(_key("order-leases"), {uuid: 0 for uuid in orders}, xx=True)
+        client.zadd(keys.order_leases(), {uuid: 0 for uuid in orders}, xx=True)
     return orders
 
 
@@ -161,9 +138,9 @@ class OrderLeases:
     taken it up. Only who adds the member or takes a lapsed one over sends a message; the broker's copy
     of a message is not trusted to come back soon (its visibility timeout is an hour)."""
 
-    def __init__(self, client: "redis.Redis"):
+    def __init__(self, client: "redis.Redis", keys: RedisKeys):
         self.redis = client
-        self.key = _key("order-leases")
+        self.key = keys.order_leases()
 
     def claim(self, order_uuids: Sequence[str], ttl: float) -> List[str]:
         """The orders no chain names yet, now named by the caller's message (the others are left alone)."""
@@ -196,23 +173,24 @@ class OrderLeases:
 class OrderGuard:
     """Per-order lock, lease (:class:`OrderLeases`) and final marker."""
 
-    def __init__(self, client: "redis.Redis", ttl: float = ORDER_LOCK_TTL):
+    def __init__(self, client: "redis.Redis", keys: RedisKeys, ttl: float = ORDER_LOCK_TTL):
         self.redis = client
+        self.keys = keys
         self.ttl = ttl
         self.locks: List[Lock] = []
-        self.leases = OrderLeases(client)
+        self.leases = OrderLeases(client, keys)
         self.held: List[str] = []
 
     def is_final(self, order_uuid: str) -> bool:
-        return bool(self.redis.exists(_key("order", order_uuid, "final")))
+        return bool(self.redis.exists(self.keys.order_final(order_uuid)))
 
     def mark_final(self, order_uuid: str, result: str) -> None:
-        self.redis.set(_key("order", order_uuid, "final"), result, ex=FINAL_TTL)
+        self.redis.set(self.keys.order_final(order_uuid), result, ex=FINAL_TTL)
         self.leases.release([order_uuid])
 
     def lock(self, order_uuid: str) -> Optional[Lock]:
         """Lock the order for this worker and hold its lease for the lock's TTL (renewed with it)."""
-        lock = self.redis.lock(_key("order", order_uuid, "lock"), timeout=self.ttl, blocking=False,
+        lock = self.redis.lock(self.keys.order_lock(order_uuid), timeout=self.ttl, blocking=False,
                                thread_local=False)
         if lock.acquire(blocking=False):
             _record(self.redis, lock)

@@ -74,8 +74,8 @@ def _uuids(orders: List[Any]) -> List[str]:
 def poll_orders(self) -> int:
     """Enqueue the offering's pending-provider and executing orders; returns how many were enqueued."""
     rt = runtime()
-    guard = OrderGuard(rt.redis)
-    with exclusive(rt.redis, "poll-orders", ttl=rt.settings.poll_interval * 5) as mine:
+    guard = OrderGuard(rt.redis, rt.keys)
+    with exclusive(rt.redis, rt.keys.lock("poll-orders"), ttl=rt.settings.poll_interval * 5) as mine:
         if not mine:
             log.info("poll_orders: another poll is running; skipped")
             return 0
@@ -91,7 +91,7 @@ def poll_orders(self) -> int:
 def recover_orders() -> int:
     """Send again the orders whose chain died (a worker killed while it held them: its lease lapsed)."""
     rt = runtime()
-    guard = OrderGuard(rt.redis)
+    guard = OrderGuard(rt.redis, rt.keys)
     lapsed = guard.leases.take_lapsed(QUEUED_TTL)
     final = {uuid for uuid in lapsed if guard.is_final(uuid)}
     guard.leases.release(sorted(final))
@@ -116,7 +116,7 @@ def process_orders(self, orders: List[Any], attempt: int = 0) -> Dict[str, List[
     """Apply a batch of orders named by uuid; each order is locked and skipped when final. An order another
     worker holds is that worker's (its chain); what this batch must try again goes in one message."""
     rt = runtime()
-    guard = OrderGuard(rt.redis)
+    guard = OrderGuard(rt.redis, rt.keys)
     mine: List[str] = []
     again: List[str] = []
     try:
@@ -129,7 +129,7 @@ def process_orders(self, orders: List[Any], attempt: int = 0) -> Dict[str, List[
             return {}
         try:
             with guard.kept_alive(), \
-                    exclusive(rt.redis, "slurm-writes", ttl=ORDER_LOCK_TTL, wait=60, keep_alive=True) as writer:
+                    exclusive(rt.redis, rt.keys.lock("slurm-writes"), ttl=ORDER_LOCK_TTL, wait=60, keep_alive=True) as writer:
                 if not writer:  # another batch has been writing for a minute: try again later
                     raise SlurmBusy("another batch is writing to SLURM")
                 processor = _processor()
@@ -176,7 +176,7 @@ def process_order(self, order_uuid: str) -> Dict[str, List[str]]:
     if order.get("offering_uuid") and order["offering_uuid"] != rt.waldur.offering_uuid:
         raise ValueError(f"order {order_uuid} belongs to offering {order['offering_uuid']}, not to "
                          f"{rt.waldur.offering_uuid}")
-    rt.redis.delete(f"slurm-sync:order:{order_uuid}:final")
+    rt.redis.delete(rt.keys.order_final(order_uuid))
     return process_orders.run([order_uuid])
 
 
@@ -184,11 +184,11 @@ def process_order(self, order_uuid: str) -> Dict[str, List[str]]:
 def sync_memberships(self) -> Dict[str, Any]:
     """Each allocation's associations follow its project's team and its members' offering-user logins."""
     rt = runtime()
-    with exclusive(rt.redis, "sync-memberships", ttl=rt.settings.poll_interval * 5) as mine:
+    with exclusive(rt.redis, rt.keys.lock("sync-memberships"), ttl=rt.settings.poll_interval * 5) as mine:
         if not mine:
             log.info("sync_memberships: another run is going on; skipped")
             return {}
-        with exclusive(rt.redis, "slurm-writes", ttl=ORDER_LOCK_TTL, wait=60, keep_alive=True) as writer:
+        with exclusive(rt.redis, rt.keys.lock("slurm-writes"), ttl=ORDER_LOCK_TTL, wait=60, keep_alive=True) as writer:
             if not writer:
                 raise SlurmBusy("another batch is writing to SLURM")
             sync = MembershipSync(rt.waldur, rt.sacctmgr, rt.policy, on_new_users=_home_directories())

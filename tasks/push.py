@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timedelta, timezone
 from dataclasses import asdict
@@ -14,64 +13,25 @@ from typing import Dict, List, Optional
 
 from slurm_sync.sync.push import PushResult, UsageReporter
 from slurm_sync.slurm.runner import SlurmCommandError
-from slurm_sync.slurm.sacct import PopenLines, SacctError
+from slurm_sync.redis_stores import RedisReportedStore
+from slurm_sync.slurm.sacct import SacctError
 from slurm_sync.waldur.api import WaldurUnavailable, unavailable_when_transient
 
 from tasks.app import app, runtime
-from tasks.guards import PREFIX, exclusive
+from tasks.guards import exclusive
 
 log = logging.getLogger(__name__)
 RETRY = dict(autoretry_for=(WaldurUnavailable, SlurmCommandError, SacctError), retry_backoff=5,
              retry_backoff_max=600, retry_jitter=True, max_retries=6)
-REPORTED_TTL = 100 * 24 * 3600
-
-
-class RedisReportedStore:
-    """Last reported amounts in Redis: hash ``slurm-sync:usage:<resource>:<YYYY-MM>`` (100 days), and the
-    allocation state last reported ``slurm-sync:state:<resource>`` (100 days)."""
-
-    def __init__(self, client):
-        self.redis = client
-
-    @staticmethod
-    def _key(resource, month):
-        return f"{PREFIX}usage:{resource}:{month[0]}-{month[1]:02d}"
-
-    def get(self, resource, month):
-        raw = self.redis.hgetall(self._key(resource, month))
-        totals = json.loads(raw.get(b"totals", b"{}"))
-        users = json.loads(raw.get(b"users", b"{}"))
-        return totals, users
-
-    def put(self, resource, month, totals, users):
-        key = self._key(resource, month)
-        self.redis.hset(key, mapping={"totals": json.dumps(totals), "users": json.dumps(users)})
-        self.redis.expire(key, REPORTED_TTL)
-
-    def state(self, resource):
-        raw = self.redis.get(f"{PREFIX}state:{resource}")
-        return raw.decode() if raw else None
-
-    def put_state(self, resource, state):
-        self.redis.set(f"{PREFIX}state:{resource}", state, ex=REPORTED_TTL)
-
-    def forget(self, resource=None, month=None):
-        pattern = self._key(resource or "*", month) if month else f"{PREFIX}usage:{resource or '*'}:*"
-        for key in self.redis.scan_iter(match=pattern):
-            self.redis.delete(key)
 
 
 def _reporter() -> UsageReporter:
-    rt = runtime()
-    s = rt.settings
-    return UsageReporter(rt.waldur, rt.sacctmgr, rt.components, RedisReportedStore(rt.redis), tz=s.usage_timezone,
-                         closing_day=s.usage_closing_day, tres_source=s.slurm_usage_tres,
-                         lines=PopenLines(timeout=s.slurm_command_timeout * 5, executor=rt.executor))
+    return runtime().usage_reporter()
 
 
 def _run(resource_uuids: Optional[List[str]] = None, months=None) -> Dict:
     rt = runtime()
-    with exclusive(rt.redis, "report-usage", ttl=rt.settings.usage_interval * 5) as mine:
+    with exclusive(rt.redis, rt.keys.lock("report-usage"), ttl=rt.settings.usage_interval * 5) as mine:
         if not mine:
             log.info("report_usage: another cycle is running; skipped")
             return {}
@@ -112,12 +72,12 @@ def report_usage_month_end(self) -> Dict:
 @app.task(bind=True, **RETRY)
 def report_resource(self, resource_uuid: str) -> Dict:
     """Re-read one resource's state and re-send its usage now, whatever was sent before."""
-    RedisReportedStore(runtime().redis).forget(resource=resource_uuid)
+    RedisReportedStore(runtime().redis, runtime().keys).forget(resource=resource_uuid)
     return _run(resource_uuids=[resource_uuid])
 
 
 @app.task(bind=True, **RETRY)
 def report_month(self, year: int, month: int) -> Dict:
     """Re-send one month's usage for all resources (e.g. after fixing accounting data)."""
-    RedisReportedStore(runtime().redis).forget(month=(int(year), int(month)))
+    RedisReportedStore(runtime().redis, runtime().keys).forget(month=(int(year), int(month)))
     return _run(months=[(int(year), int(month))])

@@ -23,10 +23,11 @@ from typing import Dict, Optional
 
 from celery import signals
 
-from slurm_sync.cli.health import record_success
+from slurm_sync.redis_stores import record_success
 from slurm_sync.settings import env_int, env_setting
 from slurm_sync.observability import logs
 from slurm_sync.observability import metrics as m
+from slurm_sync.observability import metrics_server
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,9 @@ def _fail_start(message: str) -> None:
 
 def start_sentry(**_kwargs) -> None:
     from slurm_sync.observability.sentry import init_sentry
-    dsn = (os.environ.get("SENTRY_DSN") or "").strip()
+    dsn = env_setting("SENTRY_DSN")
     try:
-        init_sentry(dsn, token=(os.environ.get("WALDUR_API_TOKEN") or "").strip())
+        init_sentry(dsn, token=env_setting("WALDUR_API_TOKEN"))
     except Exception as error:  # noqa: BLE001 - a malformed DSN (BadDsn) and the like
         _fail_start(f"SENTRY_DSN=****: {type(error).__name__}: {error} (expected a Sentry DSN such as "
                     "https://<key>@sentry.example.com/<project>)")
@@ -57,9 +58,9 @@ def start_worker_observability(**_kwargs) -> None:
     if not port:
         return
     addr = env_setting("SLURM_SYNC_METRICS_ADDR")  # 127.0.0.1 (the default) or invalid: this host only
-    m.prepare_multiprocess()
+    metrics_server.prepare_multiprocess()
     try:
-        m.start_server(port, addr)
+        metrics_server.start_server(port, addr)
     except OSError as error:
         _fail_start(f"SLURM_SYNC_METRICS_PORT={port} SLURM_SYNC_METRICS_ADDR={addr}: cannot serve /metrics: "
                     f"{error.strerror or error} (expected a free TCP port on an address of this host)")
@@ -67,13 +68,18 @@ def start_worker_observability(**_kwargs) -> None:
 
 def on_worker_init(sender=None, **_kwargs) -> None:
     """Before the pool forks: every process of this worker knows its node name (guards' lock records)."""
+    from tasks.app import runtime
     from tasks.guards import set_node
-    set_node(getattr(sender, "hostname", None))
+    node = getattr(sender, "hostname", None)
+    try:
+        set_node(runtime().keys.node_holds(node) if node else None)
+    except Exception:  # noqa: BLE001 - bad settings: the start-up check stops this worker with the reason
+        set_node(None)
 
 
 def on_worker_ready(sender=None, **_kwargs) -> None:
-    if m.serving:
-        log.info("%s", m.serving)
+    if metrics_server.serving:
+        log.info("%s", metrics_server.serving)
     _take_over(getattr(sender, "hostname", None))
 
 
@@ -84,7 +90,7 @@ def _take_over(node: Optional[str]) -> None:
     from tasks.app import runtime
     from tasks.guards import take_over_dead_incarnation
     try:
-        orders = take_over_dead_incarnation(runtime().redis, node)
+        orders = take_over_dead_incarnation(runtime().redis, runtime().keys, node)
     except Exception as error:  # noqa: BLE001 - never stop a worker's start: the leases lapse anyway
         log.warning("could not take over the locks of %s's previous process: %s", node, error)
         return
@@ -95,11 +101,11 @@ def _take_over(node: Optional[str]) -> None:
 
 
 def on_worker_shutdown(**_kwargs) -> None:
-    m.cleanup()
+    metrics_server.cleanup()
 
 
 def on_child_shutdown(pid: Optional[int] = None, **_kwargs) -> None:
-    m.child_exited(pid or os.getpid())
+    metrics_server.child_exited(pid or os.getpid())
 
 
 # ---- tasks ----------------------------------------------------------------------------------------
@@ -126,7 +132,7 @@ def on_postrun(task_id: Optional[str] = None, task=None, retval=None, state: Opt
         m.observe_success_time(name, now)
         try:
             from tasks.app import runtime
-            record_success(runtime().redis, name, now)
+            record_success(runtime().redis, runtime().keys, name, now)
         except Exception as error:  # noqa: BLE001 - a lost mark costs a health warning, not the task
             log.warning("could not store the last success of %s: %s", name, error)
 

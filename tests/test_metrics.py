@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from slurm_sync.cli.health import POLL_TASK, last_success_key
+from slurm_sync.cli.health import POLL_TASK
+from slurm_sync.redis_keys import RedisKeys
 from slurm_sync.observability import metrics as m
 from testkit.celery_procs import start_worker as start_celery_worker, sync_environment
 from tests.plugins.celery_worker import wait_until
@@ -24,6 +25,12 @@ from tests.plugins.celery_worker import wait_until
 from tests.pull_scenario import Scenario, slurm_tree
 
 CLI = [sys.executable, "-m", "slurm_sync"]
+
+
+@pytest.fixture(autouse=True)
+def counted():
+    """The metrics count what the adapters report through their hooks (as wiring.build_runtime sets up)."""
+    m.subscribe()
 
 
 def free_port() -> int:
@@ -132,13 +139,13 @@ def test_pull_cycle_counted_served_and_marked_healthy(waldur, start_worker, send
     assert value(printed.stdout, "slurm_sync_orders_total", result="done") == 2
 
     # health: the poll's success mark is in Redis
-    assert test_redis.get(last_success_key(POLL_TASK))
+    assert test_redis.get(RedisKeys(scenario.offering["uuid"]).last_success(POLL_TASK))
     healthy = cli(env, "health")
     assert healthy.returncode == 0 and healthy.stdout.startswith("OK "), healthy.stdout + healthy.stderr
     assert f"{POLL_TASK} succeeded" in healthy.stdout and len(healthy.stdout.splitlines()) == 1
     stale = cli(env, "health", "--max-age", "0")
     assert stale.returncode == 1 and stale.stdout.startswith(f"FAIL {POLL_TASK} last succeeded")
-    test_redis.delete(last_success_key(POLL_TASK))
+    test_redis.delete(RedisKeys(scenario.offering["uuid"]).last_success(POLL_TASK))
     never = cli(env, "health")
     assert never.returncode == 1 and "has not succeeded yet" in never.stdout
     assert cli(env, "health", "--no-cycle").returncode == 0

@@ -7,6 +7,7 @@ from slurm_sync.waldur.api import ORDER_FIELDS
 from tests.plugins.celery_worker import wait_until
 
 from tests.pull_scenario import Scenario, slurm_tree
+from slurm_sync.redis_keys import SLURM_WRITES, RedisKeys
 
 
 def slim(order):
@@ -129,7 +130,7 @@ def test_a_worker_restarted_under_its_name_takes_its_orders_up_at_once(waldur, s
     wait_until(lambda: waldur.count("POST", "approve_by_provider") == 1, what="approve sent")
     worker.kill()  # SIGKILL mid-order: its lock (300 s) and lease stay behind
     waldur.faults.clear()
-    assert test_redis.exists(f"slurm-sync:order:{order['uuid']}:lock")
+    assert test_redis.exists(RedisKeys(scenario.offering["uuid"]).order_lock(order["uuid"]))
     start_worker(scenario.offering["uuid"], name="same", **slow)
     wait_until(all_done(waldur, [order]), timeout=60, what="order finished by the restarted worker")
     assert waldur.count("POST", "approve_by_provider") == 1 and waldur.count("POST", "set_state_done") == 1
@@ -150,7 +151,7 @@ def test_redis_flush_between_runs_changes_nothing(waldur, start_worker, send, sy
     reads = _order_listings(waldur)
     send("tasks.pull.process_orders", [stale])
     wait_until(lambda: _order_listings(waldur) > reads, what="second delivery read the orders back")
-    wait_until(lambda: test_redis.get("slurm-sync:lock:slurm-writes") is None, what="second delivery finished")
+    wait_until(lambda: test_redis.get(SLURM_WRITES) is None, what="second delivery finished")
     assert slurm_tree(sync_env["SLURM_DEFAULT_ACCOUNT"]) == before
     assert waldur.get_order(order["uuid"])["state"] == "done"
     assert waldur.count("POST", "set_state_done") == 1 and waldur.count("POST", "set_backend_id") == 1

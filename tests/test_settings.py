@@ -224,7 +224,7 @@ def test_metrics_address_defaults_to_loopback():
 def test_worker_serves_metrics_on_the_configured_address(monkeypatch, addr, expected):
     """celeryd_init binds /metrics to SLURM_SYNC_METRICS_ADDR (an invalid one: loopback, and the start-up check
     stops the worker naming it)."""
-    from slurm_sync.observability import metrics
+    from slurm_sync.observability import metrics_server as metrics
     from tasks import signals
     bound = []
     monkeypatch.setattr(metrics, "prepare_multiprocess", lambda: "/nonexistent")
@@ -240,7 +240,7 @@ def test_worker_serves_metrics_on_the_configured_address(monkeypatch, addr, expe
 
 
 def test_metrics_url_reaches_the_bound_address():
-    from slurm_sync.observability.metrics import url
+    from slurm_sync.observability.metrics_server import url
     assert url("127.0.0.1", 9808) == "http://127.0.0.1:9808/metrics"
     assert url("0.0.0.0", 9808) == "http://127.0.0.1:9808/metrics"
     assert url("10.1.2.3", 9808) == "http://10.1.2.3:9808/metrics"

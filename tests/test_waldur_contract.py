@@ -87,7 +87,6 @@ CALLS: Dict[str, Callable[[WaldurAPI, Any], Any]] = {
     "files_usage_by_date": lambda api, w: api.files_usage_by_date,  # the capabilities probe the generation
     "hides_allocation_state": lambda api, w: api.hides_allocation_state,
     "takes_allocation_reports": lambda api, w: api.takes_allocation_reports,
-    "probe": lambda api, w: api.probe(),
     "offering": lambda api, w: api.offering(),
     "active_orders": lambda api, w: api.active_orders(),
     "get_order": lambda api, w: api.get_order(w.approved),

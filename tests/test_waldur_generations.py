@@ -13,7 +13,8 @@ from slurm_sync.sync.push import MemoryStore, UsageReporter
 from slurm_sync.slurm.runner import NativeExecutor
 from slurm_sync.slurm.sacctmgr import SacctmgrClient
 from slurm_sync.waldur.api import WaldurAPI
-from slurm_sync.waldur.generation import RedisGenerationCache
+from slurm_sync.redis_keys import RedisKeys
+from slurm_sync.redis_stores import RedisGenerationCache
 
 from tests.plugins.celery_worker import TEST_REDIS
 from tests.test_sacct import bed_accounts, job_table  # noqa: F401  (fixtures)
@@ -35,7 +36,7 @@ def api(waldur, scenario, **kwargs):
 # -- learning the generation --
 
 def test_generation_is_learnt_from_one_read_and_shared_through_redis(waldur, scenario, test_redis):
-    cache = RedisGenerationCache(redis.Redis.from_url(TEST_REDIS))
+    cache = RedisGenerationCache(redis.Redis.from_url(TEST_REDIS), RedisKeys(scenario.offering["uuid"]))
     first = api(waldur, scenario, generation_cache=cache)
     assert first.generation.name == waldur.profile
     assert "orders/ answered " + ("200" if waldur.profile == "current" else "404") in first.generation.reason

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from waldur_client import WaldurClientException
 
-from slurm_sync.waldur.api import _SessionClient
+from slurm_sync.waldur.http import SessionClient as _SessionClient
 
 TOKEN = "wt-paging-0123456789abcdef"
 

@@ -116,12 +116,12 @@ def _slurm_fix(ctx: Context) -> str:
 
 
 def check_slurm(ctx: Context) -> Check:
-    from slurm_sync.slurm.runner import SlurmCommandError, make_executor
-    from slurm_sync.slurm.sacctmgr import SacctmgrClient
+    from slurm_sync.slurm.runner import SlurmCommandError
+    from slurm_sync.wiring import sacctmgr, slurm_runner
     s = ctx.settings
     if ctx.executor is None:
-        ctx.executor = make_executor(s.slurm_deployment_type, s.slurm_container_name, s.slurm_command_timeout)
-        ctx.sacctmgr = SacctmgrClient(ctx.executor, timeout=s.slurm_command_timeout)
+        ctx.executor = slurm_runner(s)
+        ctx.sacctmgr = sacctmgr(s, ctx.executor)
     try:
         version = ctx.executor.run(["sacctmgr", "-V"], timeout=s.slurm_command_timeout).stdout.strip()
     except SlurmCommandError as error:
@@ -200,16 +200,14 @@ def _waldur_failure(ctx: Context, error: Exception) -> Check:
 
 
 def check_waldur(ctx: Context) -> Check:
-    from slurm_sync.waldur.api import WaldurAPI
-    from waldur_client import WaldurClientException
+    from slurm_sync.waldur.api import WaldurError
+    from slurm_sync.wiring import waldur_api
     s = ctx.settings
     if ctx.waldur is None:
-        ctx.waldur = WaldurAPI(s.waldur_api_url, s.waldur_api_token, s.waldur_offering_uuid,
-                               verify_ssl=s.requests_verify_ssl, timeout=min(30.0, s.slurm_command_timeout),
-                               compat=s.waldur_api_compat)
+        ctx.waldur = waldur_api(s, timeout=min(30.0, s.slurm_command_timeout))
     try:
         offering = ctx.waldur.offering()
-    except (WaldurClientException, OSError, ValueError) as error:
+    except (WaldurError, OSError, ValueError) as error:
         return _waldur_failure(ctx, error)
     ctx.facts["offering"] = offering
     return Check("waldur", OK, f"{s.waldur_api_url} answers; offering {offering.get('name')!r} "
@@ -253,10 +251,10 @@ def check_active_orders(ctx: Context) -> Check:
     skipped = _skip_unless(ctx, "orders", "waldur")
     if skipped:
         return skipped
-    from waldur_client import WaldurClientException
+    from slurm_sync.waldur.api import WaldurError
     try:
         orders = ctx.waldur.active_orders()
-    except (WaldurClientException, OSError, ValueError) as error:
+    except (WaldurError, OSError, ValueError) as error:
         return Check("orders", FAIL, f"cannot list the offering's orders: {error}",
                      "the token's user must be able to list the offering's orders (service manager or owner)")
     states = Counter(o.get("state") for o in orders)

@@ -9,7 +9,7 @@ Checks, in order, stopping at the first failure:
 1. Redis (REDIS_URL) answers PING, and the broker (CELERY_BROKER_URL) accepts a connection;
 2. the last successful cycle is recent: ``tasks.pull.poll_orders`` when WALDUR_SYNC_DIRECTION
    pulls, ``tasks.push.report_usage`` when it pushes. The Celery signal handler stores the time of
-   every task's last success in Redis (``slurm-sync:last-success:<task>``, Unix seconds). The
+   every task's last success in Redis (``last-success:<task>``, Unix seconds; slurm_sync/redis_keys.py). The
    allowed age is ``--max-age`` seconds, by default 3 intervals (SLURM_SYNC_POLL_INTERVAL,
    SLURM_SYNC_USAGE_INTERVAL) and at least 5 minutes.
 
@@ -21,33 +21,14 @@ import argparse
 import time
 from typing import List, Optional, Tuple
 
+from slurm_sync.redis_keys import RedisKeys
+from slurm_sync.redis_stores import last_success
 from slurm_sync.settings import Settings
 
-LAST_SUCCESS_PREFIX = "slurm-sync:last-success:"
-LAST_SUCCESS_TTL = 90 * 24 * 3600
 POLL_TASK = "tasks.pull.poll_orders"
 USAGE_TASK = "tasks.push.report_usage"
 MIN_MAX_AGE = 300.0
 CONNECT_TIMEOUT = 5.0
-
-
-def last_success_key(task: str) -> str:
-    return LAST_SUCCESS_PREFIX + task
-
-
-def record_success(client, task: str, when: Optional[float] = None) -> float:
-    """Store ``when`` (now) as ``task``'s last success; returns it."""
-    when = time.time() if when is None else when
-    client.set(last_success_key(task), f"{when:.3f}", ex=LAST_SUCCESS_TTL)
-    return when
-
-
-def last_success(client, task: str) -> Optional[float]:
-    raw = client.get(last_success_key(task))
-    try:
-        return float(raw) if raw is not None else None
-    except ValueError:
-        return None
 
 
 def cycle_tasks(settings: Settings) -> List[Tuple[str, float]]:
@@ -107,12 +88,13 @@ def check(settings: Settings, max_age: Optional[float] = None, cycles: bool = Tr
     facts = ["redis and broker reachable"]
     if cycles:
         client = redis_client(settings.redis_url)
+        keys = RedisKeys(settings.waldur_offering_uuid)
         now = time.time() if now is None else now
         for task, interval in cycle_tasks(settings):
             limit = default_max_age(interval) if max_age is None else max_age
-            when = last_success(client, task)
+            when = last_success(client, keys, task)
             if when is None:
-                return False, (f"FAIL {task} has not succeeded yet (no {last_success_key(task)} in Redis): "
+                return False, (f"FAIL {task} has not succeeded yet (no {keys.last_success(task)} in Redis): "
                                "are beat and a worker running?")
             age = max(0.0, now - when)
             if age > limit:

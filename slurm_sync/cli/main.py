@@ -28,12 +28,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _cmd_load_components(args: argparse.Namespace) -> int:
     from slurm_sync.domain.components import load_components
-    from slurm_sync.waldur.components import sync_components
     from slurm_sync.settings import load_settings
-    from slurm_sync.waldur.api import WaldurAPI
+    from slurm_sync.waldur.components import sync_components
+    from slurm_sync.wiring import waldur_api
     settings = load_settings()
-    waldur = WaldurAPI(settings.waldur_api_url, settings.waldur_api_token, settings.waldur_offering_uuid,
-                       verify_ssl=settings.requests_verify_ssl)
+    waldur = waldur_api(settings)
     for type_, action in sync_components(waldur, load_components(settings.slurm_tres_config_path)):
         print(f"{type_}: {action}")
     return 0
@@ -53,7 +52,7 @@ def _cmd_health(args: argparse.Namespace) -> int:
 
 def _cmd_metrics(args: argparse.Namespace) -> int:
     """Print a running worker's /metrics (SLURM_SYNC_METRICS_PORT and _ADDR, or --url)."""
-    from slurm_sync.observability import metrics
+    from slurm_sync.observability import metrics_server as metrics
     from slurm_sync.settings import env_setting
     url = args.url
     if not url:

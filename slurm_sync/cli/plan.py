@@ -45,12 +45,11 @@ class RecordingExecutor(NativeExecutor):
 
 
 def print_plan(out=sys.stdout) -> int:
-    from tasks.app import runtime  # the same wiring as the worker
-
-    from slurm_sync.sync.pull import OrderProcessor
     from slurm_sync.slurm.sacctmgr import SacctmgrClient
+    from slurm_sync.sync.pull import OrderProcessor
+    from slurm_sync.wiring import build_runtime  # the same wiring as the worker
 
-    rt = runtime()
+    rt = build_runtime()
     orders = rt.waldur.active_orders()
     recorder = RecordingExecutor(rt.executor)
     processor = OrderProcessor(rt.waldur, SacctmgrClient(recorder, timeout=rt.settings.slurm_command_timeout),

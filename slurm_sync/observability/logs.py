@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import datetime, timezone
 from typing import Optional
 
@@ -32,8 +31,8 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 
 def log_format(env=None) -> str:
     """SLURM_SYNC_LOG_FORMAT, ``text`` when unset or invalid (an invalid value is reported by the settings check)."""
-    value = ((os.environ if env is None else env).get(FORMAT_ENV) or "text").strip().lower()
-    return value if value in FORMATS else "text"
+    from slurm_sync.settings import env_setting
+    return env_setting(FORMAT_ENV, env)
 
 
 class RedactingFilter(logging.Filter):

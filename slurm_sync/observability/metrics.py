@@ -37,12 +37,9 @@ memory.
 """
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import re
-import shutil
-import tempfile
 import threading
 from typing import Any, Mapping, Optional, Sequence
 
@@ -50,7 +47,6 @@ log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PORT_ENV = "SLURM_SYNC_METRICS_PORT"
-_PRIVATE_PREFIX = "slurm-sync-metrics-"
 TASK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 COMMAND_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
 HTTP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
@@ -104,8 +100,6 @@ class Metrics:
 
 _lock = threading.Lock()
 _metrics: Optional[Metrics] = None
-_private_dir: Optional[str] = None
-serving: str = ""  # what start_server serves, for the worker to log once logging is set up
 
 
 def metrics() -> Metrics:
@@ -119,7 +113,28 @@ def metrics() -> Metrics:
 
 
 def multiprocess() -> bool:
-    return bool(os.environ.get(MULTIPROC_ENV))
+    from slurm_sync.settings import environment
+    return bool(environment().get(MULTIPROC_ENV))
+
+
+def reset() -> None:
+    """Forget this process's metrics: the next use makes them anew (after a switch to multiprocess mode)."""
+    global _metrics
+    with _lock:
+        _metrics = None
+
+
+def subscribe() -> None:
+    """Count what the adapters report through their hooks: every SLURM command (the runner's observers) and
+    every Waldur retry and unreachable request (the API's observers). Idempotent."""
+    from slurm_sync.slurm import runner
+    from slurm_sync.waldur import http as api
+    if observe_command not in runner.command_observers:
+        runner.command_observers.append(observe_command)
+    if observe_waldur_retry not in api.retry_observers:
+        api.retry_observers.append(observe_waldur_retry)
+    if observe_waldur_unreachable not in api.unreachable_observers:
+        api.unreachable_observers.append(observe_waldur_unreachable)
 
 
 # ---- recording ----------------------------------------------------------------------------------
@@ -143,17 +158,13 @@ def observe_command(argv: Sequence[str], result: str, seconds: float) -> None:
     command = os.path.basename(str(argv[0])) if argv else "?"
     m.commands.labels(command, result).inc()
     m.command_seconds.labels(command).observe(seconds)
+    from slurm_sync.slurm.runner import is_sacctmgr_write
     if is_sacctmgr_write(argv):
         if result == "ok":
             m.commits.inc()
             m.commit_seconds.inc(seconds)
         elif result == "unchanged":
             m.unchanged.inc()
-
-
-def is_sacctmgr_write(argv: Sequence[str]) -> bool:
-    """``sacctmgr -i ...``: the form every slurm-sync write takes (reads use ``-P -n``)."""
-    return len(argv) > 1 and os.path.basename(str(argv[0])) == "sacctmgr" and "-i" in argv[1:3]
 
 
 @_safe
@@ -286,82 +297,3 @@ def exposition_registry():
 def render() -> bytes:
     from prometheus_client import generate_latest
     return generate_latest(exposition_registry())
-
-
-def prepare_multiprocess() -> str:
-    """Switch this process (and the pool children it will fork) to multiprocess mode; return the directory.
-
-    Must run before the first metric is created; a private directory is made unless
-    PROMETHEUS_MULTIPROC_DIR is set.
-    """
-    global _private_dir, _metrics
-    directory = os.environ.get(MULTIPROC_ENV)
-    if not directory:
-        _remove_stale_private_dirs()
-        directory = tempfile.mkdtemp(prefix=_PRIVATE_PREFIX)
-        with open(os.path.join(directory, "owner.pid"), "w") as owner:
-            owner.write(str(os.getpid()))
-        os.environ[MULTIPROC_ENV] = directory
-        _private_dir = directory
-    elif not os.path.isdir(directory):
-        os.makedirs(directory, exist_ok=True)
-    from prometheus_client import values
-    values.ValueClass = values.get_value_class()  # in case prometheus_client was imported before
-    with _lock:
-        _metrics = None  # re-created on first use, now backed by files
-    return directory
-
-
-def _remove_stale_private_dirs() -> None:
-    """Private directories of workers that died without their shutdown (SIGKILL)."""
-    for directory in glob.glob(os.path.join(tempfile.gettempdir(), _PRIVATE_PREFIX + "*")):
-        try:
-            with open(os.path.join(directory, "owner.pid")) as owner:
-                pid = int(owner.read().strip())
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(directory, ignore_errors=True)
-        except (OSError, ValueError):
-            continue
-
-
-def start_server(port: int, addr: str = "127.0.0.1"):
-    """Serve /metrics on ``addr:port`` in a daemon thread; raises OSError when the port is taken."""
-    from prometheus_client import start_http_server
-    server = start_http_server(port, addr=addr, registry=exposition_registry())
-    global serving
-    host = f"[{addr}]" if ":" in addr else addr
-    serving = f"metrics served on http://{host}:{port}/metrics (" + (
-        f"multiprocess, {os.environ[MULTIPROC_ENV]})" if multiprocess() else "single process)")
-    return server
-
-
-def url(addr: str, port: int) -> str:
-    """The /metrics URL of a server bound to ``addr``: every interface (0.0.0.0, ::) is reached on loopback."""
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(addr, addr)
-    return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
-
-
-def child_exited(pid: int) -> None:
-    """A pool child ended: drop its live gauges (counters and max gauges keep counting)."""
-    if multiprocess():
-        try:
-            from prometheus_client import multiprocess as mp
-            mp.mark_process_dead(pid)
-        except Exception:  # noqa: BLE001
-            log.debug("mark_process_dead(%s) failed", pid, exc_info=True)
-
-
-def cleanup() -> None:
-    """Remove the private multiprocess directory (worker shutdown)."""
-    global _private_dir
-    if _private_dir:
-        shutil.rmtree(_private_dir, ignore_errors=True)
-        _private_dir = None
-
-
-def fetch(url: str, timeout: float = 5.0) -> str:
-    """The text of a running worker's /metrics (for ``slurm-sync metrics``)."""
-    import urllib.request
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (operator-given URL)
-        return response.read().decode()

@@ -8,7 +8,6 @@ whatever its length.
 """
 from __future__ import annotations
 
-import os
 import re
 from typing import Any, Iterable, Mapping, Optional, Tuple
 from urllib.parse import unquote, urlsplit
@@ -39,7 +38,9 @@ def add_secret(value: Optional[str]) -> None:
 def secrets(env: Optional[Mapping[str, str]] = None) -> Tuple[str, ...]:
     """The secret values to blank, longest first (a token containing another is blanked whole): the
     variables' values and the passwords of the URL variables, as written and percent-decoded."""
-    env = os.environ if env is None else env
+    if env is None:
+        from slurm_sync.settings import environment  # settings imports this module: imported when called
+        env = environment()
     values = set(_extra)
     candidates = [(env.get(variable) or "").strip() for variable in SECRET_VARIABLES]
     for variable in URL_VARIABLES:

@@ -1,24 +1,28 @@
 """Run SLURM commands, natively or inside a container, always as argument lists.
 
 Every call has a timeout (a hung slurmdbd must not hang a Celery worker forever) and
-counts the processes it starts in ``counter`` so benchmarks can report them. Input for
+counts the processes it starts in ``counter`` so benchmarks can report them. ``run`` returns
+the whole output; ``stream`` yields it line by line (sacct's month of jobs never sits in memory). Input for
 ``sacctmgr load`` goes through stdin (``load file=/dev/stdin``): the same code path works
 natively and under ``docker exec -i``, with no temporary file to copy into a container.
 
 Every command is logged as one INFO line (logger ``slurm_sync.slurm.runner``) with structured
 fields ``event=slurm_command``, ``argv`` (the list actually run), ``result`` (ok, unchanged — a
 sacctmgr write that changed nothing —, error, timeout, cannot-run), ``returncode`` and
-``seconds``, and counted in the Prometheus metrics (:mod:`slurm_sync.observability.metrics`).
-The text fed on stdin is never logged at INFO.
+``seconds``, and handed to each of :data:`command_observers` (the Prometheus metrics subscribe
+there: :func:`slurm_sync.observability.metrics.subscribe`). The text fed on stdin is never logged.
 """
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import subprocess
+import tempfile
+import threading
 import time
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Callable, Iterator, List, Mapping, Optional, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +30,12 @@ DEFAULT_TIMEOUT = 60.0
 _STDERR_TAIL = 500
 _LOGGED_ARGV = 1000  # characters of the joined argv in the log message (the argv field is whole)
 _LOGGED_ERROR = 300
+# what sacctmgr answers, whatever its exit code, to a write that changed nothing
+NOTHING = ("Nothing new added", "Nothing modified", "Nothing deleted", "Nothing to change")
+
+CommandObserver = Callable[[Sequence[str], str, float], None]
+command_observers: List[CommandObserver] = []
+"""Called with (argv unwrapped, result, seconds) after every command; an observer's error is logged, never raised."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,57 @@ class NativeExecutor:
         return result
 
 
+    def stream(self, argv: Sequence[str], *, timeout: Optional[float] = None,
+               env: Optional[Mapping[str, str]] = None) -> Iterator[str]:
+        """``argv``'s stdout line by line, one deadline for the whole run; ``env`` reaches the command as
+        ``env K=V ...`` (so natively and under ``docker exec`` alike). stderr goes to a temporary file (a
+        pipe could fill and stall the command). Raises :class:`SlurmCommandError` after the lines when it
+        fails or passes ``timeout``: the caller must not trust a partial output."""
+        argv = [str(arg) for arg in argv]
+        full = self.wrap(["env", *(f"{k}={v}" for k, v in env.items()), *argv] if env else argv)
+        limit = self.timeout if timeout is None else timeout
+        self.counter += 1
+        started = time.monotonic()
+        with tempfile.TemporaryFile() as stderr:
+            try:
+                process = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL,
+                                           text=True, encoding="utf-8", errors="replace")
+            except OSError as error:
+                observe_run(argv, full, "cannot-run", None, time.monotonic() - started, str(error.strerror or error))
+                raise SlurmCommandError(full, None, message=f"cannot run: {error.strerror or error}") from None
+            timed_out = threading.Event()
+
+            def kill() -> None:
+                timed_out.set()
+                process.kill()
+
+            timer = threading.Timer(limit, kill) if limit else None
+            if timer:
+                timer.daemon = True
+                timer.start()
+            try:
+                assert process.stdout is not None
+                yield from process.stdout
+                returncode = process.wait()
+            finally:
+                if timer:
+                    timer.cancel()
+                if process.poll() is None:  # the consumer stopped early
+                    process.kill()
+                    process.wait()
+                process.stdout.close()  # type: ignore[union-attr]
+            seconds = time.monotonic() - started
+            if timed_out.is_set():
+                observe_run(argv, full, "timeout", None, seconds, f"timed out after {limit:g} s")
+                raise SlurmCommandError(full, None, message=f"timed out after {limit:g} s")
+            stderr.seek(0)
+            message = stderr.read(4000).decode("utf-8", "replace").strip()
+            observe_run(argv, full, "ok" if returncode == 0 else "error", returncode, seconds,
+                        message if returncode else "")
+            if returncode != 0:
+                raise SlurmCommandError(full, returncode, stderr=message)
+
+
 class DockerExecutor(NativeExecutor):
     """Runs commands inside a running container with ``docker exec -i``."""
 
@@ -114,22 +175,24 @@ class DockerExecutor(NativeExecutor):
 
 def _outcome(argv: Sequence[str], result: CommandResult) -> str:
     """ok / unchanged (a sacctmgr write answering "Nothing ...", whatever its exit code) / error."""
-    from slurm_sync.observability.metrics import is_sacctmgr_write
     if is_sacctmgr_write(argv):
-        from slurm_sync.slurm.sacctmgr import NOTHING  # sacctmgr imports this module: import at call time
         output = result.stdout + result.stderr
         if any(marker in output for marker in NOTHING):
             return "unchanged"
     return "ok" if result.returncode == 0 else "error"
 
 
+def is_sacctmgr_write(argv: Sequence[str]) -> bool:
+    """``sacctmgr -i ...``: the form every slurm-sync write takes (reads use ``-P -n``)."""
+    return len(argv) > 1 and os.path.basename(str(argv[0])) == "sacctmgr" and "-i" in argv[1:3]
+
+
 def observe_run(argv: List[str], full: List[str], result: str, returncode: Optional[int], seconds: float,
                 error: str = "") -> None:
-    """One structured log line and the metrics of one command (never raises); sacct's streamed runs
-    (``sacct.PopenLines``) report here too."""
+    """One structured log line per command, and each of :data:`command_observers` told (never raises)."""
     try:
-        from slurm_sync.observability.metrics import observe_command
-        observe_command(argv, result, seconds)
+        for observer in command_observers:
+            observer(argv, result, seconds)
         joined = shlex.join(full)
         if len(joined) > _LOGGED_ARGV:
             joined = f"{joined[:_LOGGED_ARGV]}... (+{len(joined) - _LOGGED_ARGV} chars)"

@@ -19,17 +19,13 @@ partial month.
 from __future__ import annotations
 
 import logging
-import subprocess
-import tempfile
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 from slurm_sync.domain.months import UTC, aware
-from slurm_sync.slurm.runner import observe_run
+from slurm_sync.slurm.runner import DEFAULT_TIMEOUT, NativeExecutor, SlurmCommandError
 from slurm_sync.domain.slurm_objects import JobRecord
 
 log = logging.getLogger(__name__)
@@ -108,72 +104,21 @@ def _sacct_time(moment: datetime) -> str:
 # ---- running it ----------------------------------------------------------------------
 
 class PopenLines:
-    """Default :data:`LineSource`: a process started from an argv list (no shell), one deadline.
+    """Default :data:`LineSource`: sacct through the runner's :meth:`~slurm_sync.slurm.runner.NativeExecutor.stream`
+    (``executor``: native or ``docker exec``; this host when None), with ``TZ=UTC SLURM_TIME_FORMAT=standard``.
+    A failed run or one past ``timeout`` seconds raises :class:`SacctError`."""
 
-    The command runs as ``env TZ=UTC SLURM_TIME_FORMAT=standard sacct ...`` so the zone reaches
-    sacct natively and under ``docker exec`` alike. ``executor`` (a NativeExecutor or
-    DockerExecutor) supplies ``wrap()`` and its process ``counter``; without it the command
-    runs on this host. stderr goes to a temporary file (a pipe could fill and stall sacct).
-    Past ``timeout`` seconds the process is killed and :class:`SacctError` raised.
-    """
-
-    def __init__(self, timeout: Optional[float] = 600, executor: Optional[object] = None):
+    def __init__(self, timeout: Optional[float] = 600, executor: Optional[NativeExecutor] = None):
         self.timeout = timeout
-        self.executor = executor
+        self.executor = executor if executor is not None else NativeExecutor(timeout=timeout or DEFAULT_TIMEOUT)
         self.calls = 0
 
-    def command(self, argv: List[str]) -> List[str]:
-        full = ["env", *(f"{k}={v}" for k, v in SACCT_ENV.items()), *argv]
-        return self.executor.wrap(full) if self.executor is not None else full  # type: ignore[attr-defined]
-
     def __call__(self, argv: List[str]) -> Iterator[str]:
-        full = self.command(argv)
         self.calls += 1
-        if self.executor is not None and hasattr(self.executor, "counter"):
-            self.executor.counter += 1  # type: ignore[attr-defined]
-        log.debug("streaming %s", full)
-        started = time.monotonic()
-        with tempfile.TemporaryFile() as stderr:
-            try:
-                process = subprocess.Popen(
-                    full, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL,
-                    text=True, encoding="utf-8", errors="replace",
-                )
-            except OSError as error:
-                observe_run(argv, full, "cannot-run", None, time.monotonic() - started, str(error.strerror or error))
-                raise SacctError(f"cannot run {argv[0]}: {error.strerror or error}") from None
-            timed_out = threading.Event()
-
-            def kill() -> None:
-                timed_out.set()
-                process.kill()
-
-            timer = threading.Timer(self.timeout, kill) if self.timeout else None
-            if timer:
-                timer.daemon = True
-                timer.start()
-            try:
-                assert process.stdout is not None
-                for line in process.stdout:
-                    yield line
-                returncode = process.wait()
-            finally:
-                if timer:
-                    timer.cancel()
-                if process.poll() is None:  # the consumer stopped early
-                    process.kill()
-                    process.wait()
-                process.stdout.close()  # type: ignore[union-attr]
-            seconds = time.monotonic() - started
-            if timed_out.is_set():
-                observe_run(argv, full, "timeout", None, seconds, f"timed out after {self.timeout} s")
-                raise SacctError(f"{argv[0]} timed out after {self.timeout} s")
-            stderr.seek(0)
-            message = stderr.read(4000).decode("utf-8", "replace").strip()
-            observe_run(argv, full, "ok" if returncode == 0 else "error", returncode, seconds,
-                        message if returncode else "")
-            if returncode != 0:
-                raise SacctError(f"{argv[0]} exited {returncode}: {message}")
+        try:
+            yield from self.executor.stream(argv, timeout=self.timeout, env=SACCT_ENV)
+        except SlurmCommandError as error:
+            raise SacctError(f"{argv[0]} {error.message or f'exited {error.returncode}'}: {error.stderr}") from None
 
 
 # ---- parsing ----------------------------------------------------------------------------

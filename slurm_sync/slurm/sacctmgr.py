@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
 from slurm_sync.slurm import loadfile, safety
-from slurm_sync.slurm.runner import CommandResult, NativeExecutor, SlurmCommandError
+from slurm_sync.slurm.runner import NOTHING, CommandResult, NativeExecutor, SlurmCommandError
 from slurm_sync.domain.slurm_objects import (AddAccounts, AddUsers, Association, CancelJobs, CancelUserJobs, DeleteUsers, Operation,
                     RemoveAccounts, RemoveUsers, SetDefaultAccounts, SetLimits)
 from slurm_sync.slurm.parse import ASSOC_FIELDS, USER_FIELDS, parse_associations, parse_default_accounts, parse_tres
@@ -24,7 +24,6 @@ logger = logging.getLogger(__name__)
 SACCTMGR = "sacctmgr"
 # A limit set shared by more accounts than this is cheaper as one ``modify`` than inside a ``load``.
 LOAD_GROUP_MAX = 3
-NOTHING = ("Nothing new added", "Nothing modified", "Nothing deleted", "Nothing to change")
 
 
 @dataclass

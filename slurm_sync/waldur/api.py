@@ -1,26 +1,19 @@
-"""The Waldur marketplace calls slurm-sync makes, on top of python-waldur-client.
+"""The Waldur marketplace calls slurm-sync makes, as intents (approve an order, report usage, ...).
 
-python-waldur-client does the URLs, auth header and Link-header paging. Two things are
-changed by subclassing its one request method: every request goes through one
-``requests.Session`` (connection reuse, our SSL and timeout settings), and a status that
-is not expected raises :class:`WaldurHTTPError` carrying the status at once — the stock
-client sleeps 2 s and retries a 409 three times, which on a wrong-state order action only
-costs time (a 7.0-line server answers 409 where the current one answers 400).
+Which endpoint and body an intent takes on each server generation is decided here and nowhere
+else (:mod:`slurm_sync.waldur.generation`); the HTTP underneath is :mod:`slurm_sync.waldur.http`.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
-import requests
 import waldur_client
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
-from waldur_client import WaldurClient, WaldurClientException
 
 from slurm_sync.domain.desired import DEPARTED_USER_STATES
-from slurm_sync.observability import metrics
 from slurm_sync.waldur.generation import CURRENT, V7_0, Generation, GenerationCache, GenerationTracker
+from slurm_sync.waldur.http import (  # noqa: F401 - the errors callers catch are re-exported here
+    SessionClient, WaldurError, WaldurHTTPError, WaldurUnavailable, transient, unavailable_when_transient)
 
 log = logging.getLogger(__name__)
 
@@ -28,148 +21,6 @@ ACTIVE_ORDER_STATES = ("pending-provider", "executing")
 ORDER_FIELDS = ("uuid", "type", "state", "marketplace_resource_uuid", "resource_name", "limits", "attributes",
                 "project_uuid", "project_name", "project_slug", "customer_uuid", "customer_name", "customer_slug",
                 "backend_id", "error_message", "created", "modified", "offering_uuid")
-
-
-class WaldurHTTPError(WaldurClientException):
-    def __init__(self, method: str, url: str, status: int, body: str):
-        self.method, self.url, self.status, self.body = method.upper(), url, status, body
-        super().__init__(f"Waldur answered {status} to {self.method} {url}: {body[:300]}")
-
-    @property
-    def wrong_state(self) -> bool:
-        """400/409 on an action: the object is not in the state we thought."""
-        return self.status in (400, 409)
-
-    @property
-    def transient(self) -> bool:
-        return self.status >= 500 or self.status == 429
-
-    @property
-    def route_absent(self) -> bool:
-        """404 for a path the server does not have (not "No Order matches the given query.")."""
-        return self.status == 404 and "matches the given query" not in self.body
-
-
-class WaldurUnavailable(WaldurClientException):
-    """The server could not be reached (connection refused, timeout): retry later."""
-
-
-RETRIED_STATUSES = (429, 500, 502, 503, 504)
-RETRY_AFTER_CAP = 30.0  # seconds: a server asking for longer gets the task-level retry instead
-
-
-def transient(error: BaseException) -> bool:
-    """Waldur could not answer now (5xx, 429, no answer) even after the retries close to the call."""
-    return isinstance(error, WaldurUnavailable) or (isinstance(error, WaldurHTTPError) and error.transient)
-
-
-def unavailable_when_transient(function: Callable[..., Any], *args: Any) -> Any:
-    """Run a Waldur call; a transient answer that outlived the retries close to the call is raised as
-    :class:`WaldurUnavailable`, which the tasks' autoretry takes (a refusal is raised as it is)."""
-    try:
-        return function(*args)
-    except WaldurHTTPError as error:
-        if error.transient:
-            raise WaldurUnavailable(str(error)) from error
-        raise
-
-
-class _BoundedRetry(Retry):
-    """urllib3's retry, with the server's Retry-After capped and every retry counted in the metrics."""
-
-    def get_retry_after(self, response):  # type: ignore[override]
-        after = super().get_retry_after(response)
-        return None if after is None else min(after, RETRY_AFTER_CAP)
-
-    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
-        retry = super().increment(method, url, response, error, _pool, _stacktrace)  # raises when spent
-        metrics.observe_waldur_retry(method or "?", url or "", str(response.status) if response is not None
-                                     else "unreachable")
-        return retry
-
-
-def transient_retry(attempts: int) -> Retry:
-    """Transient answers (5xx, 429, a refused or dropped connection) are retried close to the call.
-
-    Every call slurm-sync makes is safe to repeat: reads are reads, and each write is either
-    idempotent (backend_id, usage for a period: set, not added) or an order transition whose
-    repeat after a lost answer is refused as a wrong state, which the caller answers by reading
-    the order. So POST is retried too, including after a read error (the request may have
-    reached the server). Waits 0, 1, 2 s (x jitter), Retry-After honoured up to 30 s; when the
-    retries are spent the last answer is raised and the task-level retry takes over.
-    """
-    return _BoundedRetry(
-        total=attempts, connect=attempts, read=attempts, status=attempts, other=0, redirect=0,
-        status_forcelist=RETRIED_STATUSES, allowed_methods=None, backoff_factor=0.5, backoff_max=8.0,
-        backoff_jitter=0.3, respect_retry_after_header=True, raise_on_status=False, raise_on_redirect=False)
-
-
-class _SessionClient(WaldurClient):
-    """python-waldur-client with one session, our SSL/timeout settings, transient answers retried close
-    to the call (:func:`transient_retry`) and no 409 sleep-retry."""
-
-    def __init__(self, api_url: str, token: str, verify_ssl: bool, timeout: float, retries: int = 3):
-        super().__init__(api_url, token, user_agent="slurm-sync")
-        self.session = requests.Session()
-        adapter = HTTPAdapter(max_retries=transient_retry(retries))
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers.update(self.headers)
-        self.session.verify = verify_ssl
-        self.timeout = timeout
-        self.request_count = 0
-
-    def _make_request(self, method, url, valid_states, retry_count=3, prev_response_data=None, **kwargs):
-        kwargs.pop("headers", None)
-        kwargs.setdefault("timeout", self.timeout)
-        self.request_count += 1
-        try:
-            response = self.session.request(method.upper(), url, **kwargs)
-        except requests.RequestException as error:
-            metrics.observe_waldur_unreachable(method, url)
-            raise WaldurUnavailable(f"{method.upper()} {url}: {error}") from None
-        if response.status_code not in valid_states:
-            raise WaldurHTTPError(method, url, response.status_code, response.text)
-        if method == "head":
-            return response
-        return response.json() if response.text else ""
-
-    def _get_all(self, url, **kwargs):
-        """Follow the Link header's rel="next" by name (the stock client reads it by position), only on the
-        API's own scheme and host: the session sends the token with every request."""
-        from urllib.parse import urljoin, urlsplit
-
-        def origin(address: str) -> tuple:  # scheme, host, port: what decides where the token goes
-            parts = urlsplit(address)
-            scheme = parts.scheme.lower()
-            return scheme, parts.hostname, parts.port or {"http": 80, "https": 443}.get(scheme)
-
-        params = kwargs.get("params")
-        result: List[Any] = []
-        while url:
-            self.request_count += 1
-            try:
-                response = self.session.get(url, params=params, timeout=self.timeout)
-            except requests.RequestException as error:
-                metrics.observe_waldur_unreachable("get", url)
-                raise WaldurUnavailable(f"GET {url}: {error}") from None
-            if response.status_code != 200:
-                raise WaldurHTTPError("get", url, response.status_code, response.text)
-            page = response.json()
-            if not isinstance(page, list):
-                return page
-            result.extend(page)
-            url = response.links.get("next", {}).get("url")
-            if url:
-                url = urljoin(response.url, url)  # a relative link is on the page's own host
-                if origin(url) != origin(self.api_url):
-                    raise WaldurClientException(
-                        "Waldur's Link header points the next page of {} to {}://{}:{}, not to WALDUR_API_URL's "
-                        "{}://{}:{}: not followed, the token goes to WALDUR_API_URL only (check the host and scheme "
-                        "the server or its proxy puts in links)".format(
-                            response.url.split("?")[0], *origin(url), *origin(self.api_url)))
-            params = None  # the next link carries the query
-        return result
 
 
 class WaldurAPI:
@@ -183,7 +34,7 @@ class WaldurAPI:
     def __init__(self, api_url: str, token: str, offering_uuid: str, verify_ssl: bool = True, timeout: float = 30.0,
                  compat: str = "auto", generation_cache: Optional[GenerationCache] = None, retries: int = 3):
         waldur_client.verify_ssl = verify_ssl
-        self.client = _SessionClient(api_url, token, verify_ssl, timeout, retries)
+        self.client = SessionClient(api_url, token, verify_ssl, timeout, retries)
         self.offering_uuid = offering_uuid
         self.tracker = GenerationTracker(api_url, compat, generation_cache)
         self.associations_supported = True
@@ -450,11 +301,3 @@ class WaldurAPI:
 
     def offering(self) -> Dict[str, Any]:
         return self.client.get_marketplace_provider_offering(self.offering_uuid)
-
-    def probe(self) -> Optional[str]:
-        """None when the offering answers, else the reason."""
-        try:
-            self.offering()
-        except WaldurClientException as error:
-            return str(error)
-        return None

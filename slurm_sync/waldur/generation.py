@@ -49,37 +49,6 @@ class GenerationCache(Protocol):
     def put(self, api_url: str, name: str, reason: str) -> None: ...
 
 
-class RedisGenerationCache:
-    """``slurm-sync:waldur-generation:<api url>`` = "<name>|<reason>", one day: every worker agrees,
-    and a server upgraded in place is re-learnt the next day (or at once after a 404)."""
-
-    TTL = 24 * 3600
-
-    def __init__(self, client, prefix: str = "slurm-sync:"):
-        self.redis = client
-        self.prefix = prefix
-
-    def _key(self, api_url: str) -> str:
-        return f"{self.prefix}waldur-generation:{api_url}"
-
-    def get(self, api_url):
-        try:
-            raw = self.redis.get(self._key(api_url))
-        except Exception as error:  # Redis down: learn again from the server, never fail on a cache
-            log.warning("generation cache unreadable: %s", error)
-            return None
-        if not raw:
-            return None
-        name, _, reason = raw.decode().partition("|")
-        return (name, reason) if name in GENERATIONS else None
-
-    def put(self, api_url, name, reason):
-        try:
-            self.redis.set(self._key(api_url), f"{name}|{reason}", ex=self.TTL)
-        except Exception as error:
-            log.warning("generation cache unwritable: %s", error)
-
-
 class GenerationTracker:
     """The generation for one API URL: forced, cached, or probed once; re-learnt on a telling 404."""
 
