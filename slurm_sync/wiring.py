@@ -80,6 +80,18 @@ class Runtime:
                              lines=PopenLines(timeout=s.slurm_command_timeout * 5, executor=self.executor))
 
 
+def observe_adapters() -> None:
+    """The metrics count what the adapters report through their hooks: every SLURM command (the runner's
+    observers), every Waldur retry and unreachable request (the HTTP layer's). Idempotent."""
+    from slurm_sync.slurm import runner
+    from slurm_sync.waldur import http
+    for observers, observer in ((runner.command_observers, metrics.observe_command),
+                                (http.retry_observers, metrics.observe_waldur_retry),
+                                (http.unreachable_observers, metrics.observe_waldur_unreachable)):
+        if observer not in observers:
+            observers.append(observer)
+
+
 def build_runtime(settings: Optional[Settings] = None) -> Runtime:
     """Settings (from the environment unless given) -> every client; raises SettingsError or
     ComponentsConfigError. The metrics subscribe to the adapters' hooks here."""
@@ -88,7 +100,7 @@ def build_runtime(settings: Optional[Settings] = None) -> Runtime:
     client = redis.Redis.from_url(settings.redis_url)
     keys = redis_keys(settings)
     runner = slurm_runner(settings)
-    metrics.subscribe()
+    observe_adapters()
     return Runtime(settings=settings, components=components,
                    waldur=waldur_api(settings, RedisGenerationCache(client, keys)), executor=runner,
                    sacctmgr=sacctmgr(settings, runner), redis=client, keys=keys)

@@ -13,7 +13,8 @@ from slurm_sync.domain.real_tree import ActualState
 from slurm_sync.domain.desired import NamingPolicy, OrderRejected, allocation_spec
 from slurm_sync.domain.components import parse_components
 from slurm_sync.domain.plan import plan_batch
-from slurm_sync.sync.pull import OrderProcessor, order_input
+from slurm_sync.sync.pull import OrderProcessor
+from slurm_sync.waldur.orders import order_input
 from slurm_sync.slurm.runner import CommandResult, NativeExecutor
 from slurm_sync.slurm.sacctmgr import SacctmgrClient
 from slurm_sync.waldur.api import WaldurAPI

@@ -30,7 +30,8 @@ CLI = [sys.executable, "-m", "slurm_sync"]
 @pytest.fixture(autouse=True)
 def counted():
     """The metrics count what the adapters report through their hooks (as wiring.build_runtime sets up)."""
-    m.subscribe()
+    from slurm_sync.wiring import observe_adapters
+    observe_adapters()
 
 
 def free_port() -> int:

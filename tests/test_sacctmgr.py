@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from slurm_sync.slurm import loadfile, safety
+from slurm_sync.domain import alphabet as safety
+from slurm_sync.slurm import loadfile
 from slurm_sync.slurm.runner import CommandResult, NativeExecutor, SlurmCommandError
 from slurm_sync.domain.slurm_objects import (AccountSpec, AddAccounts, AddUsers, Association, CancelJobs, DeleteUsers, RemoveAccounts,
                                     RemoveUsers, SetDefaultAccounts, SetLimits)

@@ -13,7 +13,7 @@ import re
 import unicodedata
 from typing import Collection, Optional
 
-from slurm_sync.slurm import safety
+from slurm_sync.domain import alphabet as safety
 
 ACCOUNT_NAME = safety.NAME
 RESERVED_USERS = frozenset({"root", "slurm", "daemon", "bin", "sys", "nobody", "munge", "mysql"})

@@ -124,19 +124,6 @@ def reset() -> None:
         _metrics = None
 
 
-def subscribe() -> None:
-    """Count what the adapters report through their hooks: every SLURM command (the runner's observers) and
-    every Waldur retry and unreachable request (the API's observers). Idempotent."""
-    from slurm_sync.slurm import runner
-    from slurm_sync.waldur import http as api
-    if observe_command not in runner.command_observers:
-        runner.command_observers.append(observe_command)
-    if observe_waldur_retry not in api.retry_observers:
-        api.retry_observers.append(observe_waldur_retry)
-    if observe_waldur_unreachable not in api.unreachable_observers:
-        api.unreachable_observers.append(observe_waldur_unreachable)
-
-
 # ---- recording ----------------------------------------------------------------------------------
 
 def _safe(function):
@@ -152,14 +139,14 @@ def _safe(function):
 
 
 @_safe
-def observe_command(argv: Sequence[str], result: str, seconds: float) -> None:
-    """One SLURM command; ``argv`` unwrapped (no ``docker exec``), ``result`` ok/unchanged/error/..."""
+def observe_command(argv: Sequence[str], result: str, seconds: float, write: bool = False) -> None:
+    """One SLURM command; ``argv`` unwrapped (no ``docker exec``), ``result`` ok/unchanged/error/...,
+    ``write``: a sacctmgr write (a commit when ``ok``)."""
     m = metrics()
     command = os.path.basename(str(argv[0])) if argv else "?"
     m.commands.labels(command, result).inc()
     m.command_seconds.labels(command).observe(seconds)
-    from slurm_sync.slurm.runner import is_sacctmgr_write
-    if is_sacctmgr_write(argv):
+    if write:
         if result == "ok":
             m.commits.inc()
             m.commit_seconds.inc(seconds)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
-from slurm_sync.slurm import safety
+from slurm_sync.domain import alphabet as safety
 from slurm_sync.domain.slurm_objects import AccountSpec
 
 

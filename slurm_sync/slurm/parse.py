@@ -1,4 +1,5 @@
-"""Parse ``sacctmgr -P -n`` output (``|``-separated, no header) defensively.
+"""Parse ``sacctmgr -P -n`` output (``|``-separated, no header) defensively, and TRES values for sacctmgr
+and sacct alike (one unit table: memory-like TRES are counted in MB).
 
 A row with the wrong number of fields (a free-text field holding ``|`` or a newline, a
 different SLURM version) is logged and skipped rather than trusted.
@@ -7,15 +8,45 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Dict, Iterator, List, Mapping, Set
+from decimal import Decimal, InvalidOperation
+from typing import Dict, Iterator, List, Mapping, Set, Tuple
 
 from slurm_sync.domain.slurm_objects import Association
 
 logger = logging.getLogger(__name__)
 
 # Memory-like TRES are counted in MB; SLURM prints them with a unit suffix (mem=1200G).
-_MB_PER_UNIT = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 ** 2, "P": 1024 ** 3}
-_TRES_VALUE = re.compile(r"^(\d+)([KMGTP]?)$")
+MB_PER_UNIT = {"": Decimal(1), "K": Decimal(1) / 1024, "M": Decimal(1), "G": Decimal(1024),
+               "T": Decimal(1024 ** 2), "P": Decimal(1024 ** 3)}
+_WHOLE_LIMIT = re.compile(r"^\d+[KMGTP]?$")
+
+
+class BadTRES(ValueError):
+    """A TRES pair or value that cannot be trusted."""
+
+
+def tres_pairs(text: str) -> Iterator[Tuple[str, str]]:
+    """``cpu=2,mem=100M`` -> (name, value text) pairs; raises :class:`BadTRES` on a pair without both."""
+    for pair in (text or "").split(","):
+        pair = pair.strip()
+        if not pair:
+            continue
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise BadTRES(f"bad TRES {pair!r}")
+        yield name.strip(), value.strip()
+
+
+def tres_value(text: str) -> Decimal:
+    """A TRES value as SLURM prints it (``2``, ``1200G``) -> a non-negative Decimal, memory units in MB."""
+    unit = text[-1].upper() if text and text[-1].isalpha() else ""
+    try:
+        number = Decimal(text[:-1] if unit else text) * MB_PER_UNIT[unit]
+    except (InvalidOperation, KeyError):
+        raise BadTRES(f"bad TRES value {text!r}") from None
+    if not number.is_finite() or number < 0:
+        raise BadTRES(f"bad TRES value {text!r}")
+    return number
 
 # ``show account withassoc`` gives account rows and user rows with the account's Description;
 # Description is free text, so it goes last and may keep a stray ``|``.
@@ -43,16 +74,13 @@ def parse_tres_minutes(text: str) -> Dict[str, int]:
     """
     result: Dict[str, int] = {}
     for item in (text or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        key, sep, value = item.partition("=")
-        match = _TRES_VALUE.match(value.strip())
-        if not sep or not key or not match:
-            logger.warning("ignoring malformed TRES item %r in %r", item, text)
-            continue
-        number, unit = int(match.group(1)), match.group(2)
-        result[key.strip()] = int(number * _MB_PER_UNIT[unit]) if unit else number
+        try:
+            for key, value in tres_pairs(item):
+                if not _WHOLE_LIMIT.match(value):
+                    raise BadTRES(f"bad TRES value {value!r}")
+                result[key] = int(tres_value(value))
+        except BadTRES:
+            logger.warning("ignoring malformed TRES item %r in %r", item.strip(), text)
     return result
 
 

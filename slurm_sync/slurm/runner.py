@@ -10,7 +10,7 @@ Every command is logged as one INFO line (logger ``slurm_sync.slurm.runner``) wi
 fields ``event=slurm_command``, ``argv`` (the list actually run), ``result`` (ok, unchanged — a
 sacctmgr write that changed nothing —, error, timeout, cannot-run), ``returncode`` and
 ``seconds``, and handed to each of :data:`command_observers` (the Prometheus metrics subscribe
-there: :func:`slurm_sync.observability.metrics.subscribe`). The text fed on stdin is never logged.
+there: :func:`slurm_sync.wiring.observe_adapters`). The text fed on stdin is never logged.
 """
 from __future__ import annotations
 
@@ -33,9 +33,10 @@ _LOGGED_ERROR = 300
 # what sacctmgr answers, whatever its exit code, to a write that changed nothing
 NOTHING = ("Nothing new added", "Nothing modified", "Nothing deleted", "Nothing to change")
 
-CommandObserver = Callable[[Sequence[str], str, float], None]
+CommandObserver = Callable[[Sequence[str], str, float, bool], None]
 command_observers: List[CommandObserver] = []
-"""Called with (argv unwrapped, result, seconds) after every command; an observer's error is logged, never raised."""
+"""Called with (argv unwrapped, result, seconds, is a sacctmgr write) after every command; an observer's
+error is logged, never raised."""
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ def observe_run(argv: List[str], full: List[str], result: str, returncode: Optio
     """One structured log line per command, and each of :data:`command_observers` told (never raises)."""
     try:
         for observer in command_observers:
-            observer(argv, result, seconds)
+            observer(argv, result, seconds, is_sacctmgr_write(argv))
         joined = shlex.join(full)
         if len(joined) > _LOGGED_ARGV:
             joined = f"{joined[:_LOGGED_ARGV]}... (+{len(joined) - _LOGGED_ARGV} chars)"

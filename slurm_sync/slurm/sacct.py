@@ -21,10 +21,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 from slurm_sync.domain.months import UTC, aware
+from slurm_sync.slurm.parse import BadTRES, tres_pairs, tres_value
 from slurm_sync.slurm.runner import DEFAULT_TIMEOUT, NativeExecutor, SlurmCommandError
 from slurm_sync.domain.slurm_objects import JobRecord
 
@@ -41,9 +42,6 @@ SACCT_ENV = {"TZ": "UTC", "SLURM_TIME_FORMAT": "standard"}
 # ARG_MAX, 2 MiB here). sacct itself takes any number of accounts. Stay well under the cap.
 MAX_ACCOUNTS_ARG_BYTES = 100_000
 
-_MEM_TO_MB = {"": Decimal(1), "K": Decimal(1) / 1024, "M": Decimal(1), "G": Decimal(1024),
-              "T": Decimal(1024 * 1024), "P": Decimal(1024 ** 3)}
-_MEM_TRES = ("mem", "vmem")
 _NOT_STARTED = ("", "Unknown", "None")
 
 
@@ -228,29 +226,13 @@ def parse_elapsed(text: str) -> timedelta:
 
 
 def parse_tres(text: str) -> Dict[str, Decimal]:
-    """``billing=1,cpu=2,mem=100M,node=1,gres/gpu=2`` -> {name: Decimal}; mem in MB.
+    """``billing=1,cpu=2,mem=100M,node=1,gres/gpu=2`` -> {name: Decimal}; mem in MB (:mod:`slurm_sync.slurm.parse`).
 
     Every well-formed pair is kept, configured or not (usage ignores the others). Typed
     GRES (``gres/gpu:a100``) are dropped: the untyped ``gres/gpu`` already counts them.
     """
-    result: Dict[str, Decimal] = {}
-    if not text:
-        return result
-    for pair in text.split(","):
-        name, sep, value = pair.partition("=")
-        if not sep or not name or not value:
-            raise MalformedLine(f"bad TRES {pair!r}")
-        if name.startswith("gres/") and ":" in name:
-            continue
-        try:
-            if name in _MEM_TRES:
-                unit = value[-1].upper() if value[-1].isalpha() else ""
-                number = Decimal(value[:-1] if unit else value) * _MEM_TO_MB[unit]
-            else:
-                number = Decimal(value)
-        except (InvalidOperation, KeyError):
-            raise MalformedLine(f"bad TRES value {pair!r}") from None
-        if not number.is_finite() or number < 0:
-            raise MalformedLine(f"bad TRES value {pair!r}")
-        result[name] = number
-    return result
+    try:
+        return {name: tres_value(value) for name, value in tres_pairs(text)
+                if not (name.startswith("gres/") and ":" in name)}
+    except BadTRES as error:
+        raise MalformedLine(str(error)) from None

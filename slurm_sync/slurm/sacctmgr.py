@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
-from slurm_sync.slurm import loadfile, safety
+from slurm_sync.domain import alphabet as safety
+from slurm_sync.slurm import loadfile
 from slurm_sync.slurm.runner import NOTHING, CommandResult, NativeExecutor, SlurmCommandError
 from slurm_sync.domain.slurm_objects import (AddAccounts, AddUsers, Association, CancelJobs, CancelUserJobs, DeleteUsers, Operation,
                     RemoveAccounts, RemoveUsers, SetDefaultAccounts, SetLimits)

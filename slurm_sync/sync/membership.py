@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from slurm_sync.domain.real_tree import ActualState
 from slurm_sync.domain.desired import NamingPolicy, ownership_mark, team_usernames
@@ -24,6 +24,7 @@ from slurm_sync.observability import metrics
 from slurm_sync.domain.plan import membership_plan
 from slurm_sync.domain.slurm_objects import AddUsers, CancelUserJobs
 from slurm_sync.waldur.api import WaldurAPI
+from slurm_sync.waldur.orders import team_of
 
 log = logging.getLogger(__name__)
 SYNCED_STATES = ("OK", "Erred")  # Creating, Updating, Terminating: an order is at work on the resource
@@ -52,13 +53,6 @@ def owned_account(resource: Mapping[str, Any], actual: ActualState) -> Optional[
     if not project or actual.description(project) != ownership_mark("project", resource.get("project_uuid") or ""):
         return None
     return account
-
-
-def team_of(resource: Mapping[str, Any], members: Mapping[str, Set[str]], logins: Mapping[str, str]
-            ) -> List[Dict[str, Any]]:
-    """The resource's team shaped as Waldur's team/ answer, from the two listings."""
-    return [{"uuid": user, "username": user, "offering_user_username": logins.get(user)}
-            for user in sorted(members.get(resource.get("project_uuid") or "", ()))]
 
 
 class MembershipSync:

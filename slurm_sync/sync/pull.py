@@ -19,19 +19,18 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from slurm_sync.domain.real_tree import ActualState
-from slurm_sync.waldur.allocation_report import report_allocation
-from slurm_sync.domain.desired import ENSURE_TYPES, AllocationSpec, NamingPolicy, OrderInput, OrderRejected, allocation_spec
+from slurm_sync.domain.desired import ENSURE_TYPES, AllocationSpec, NamingPolicy, OrderRejected, allocation_spec
 from slurm_sync.domain.components import Components
-from slurm_sync.sync.membership import team_of
 from slurm_sync.domain.plan import BatchPlan, plan_batch
 from slurm_sync.slurm.runner import SlurmCommandError
 from slurm_sync.domain.slurm_objects import AddAccounts, AddUsers, Operation
 from slurm_sync.observability import metrics
 from slurm_sync.waldur.api import WaldurAPI, WaldurHTTPError, WaldurUnavailable, transient
+from slurm_sync.waldur.orders import order_input, team_of
+from slurm_sync.sync.order_steps import BatchResult, OrderDeferred, OrderSteps
 
 log = logging.getLogger(__name__)
 # the states an order's resource can be in while the order is active (a Restore's is Terminated)
@@ -39,45 +38,7 @@ LIVE_RESOURCE_STATES = ("Creating", "OK", "Erred", "Updating", "Terminating")
 LISTED_TEAM_TYPES = ("Create", "Update")  # orders whose teams a batch may read from the permissions listing
 
 
-class _Deferred(Exception):
-    """An order's own step met a transient Waldur error: the order waits, the batch goes on."""
-
-
-@dataclass
-class OrderOutcome:
-    order_uuid: str
-    result: str  # done | erred | skipped | deferred
-    account: str = ""
-    message: str = ""
-
-
-@dataclass
-class BatchResult:
-    outcomes: List[OrderOutcome] = field(default_factory=list)
-    commits: int = 0
-    seconds: float = 0.0
-
-    def by_result(self, result: str) -> List[str]:
-        return [o.order_uuid for o in self.outcomes if o.result == result]
-
-
-def order_input(order: Mapping[str, Any], resource: Optional[Mapping[str, Any]],
-                team: Optional[Sequence[Mapping[str, Any]]]) -> OrderInput:
-    """The domain's view of an order; ``resource`` is its marketplace resource as the provider reads it."""
-    attributes = order.get("attributes") or {}
-    return OrderInput(
-        order_uuid=order["uuid"], type=order.get("type", ""),
-        resource_uuid=order.get("marketplace_resource_uuid") or "",
-        resource_name=str(order.get("resource_name") or attributes.get("name") or ""),
-        backend_id=str((resource or {}).get("backend_id") or ""),
-        customer_uuid=order.get("customer_uuid") or "", customer_slug=order.get("customer_slug") or "",
-        customer_name=order.get("customer_name") or "",
-        project_uuid=order.get("project_uuid") or "", project_slug=order.get("project_slug") or "",
-        project_name=order.get("project_name") or "",
-        limits=order.get("limits") or {}, team=team)
-
-
-class OrderProcessor:
+class OrderProcessor(OrderSteps):
     """Waldur <-> domain <-> SLURM for batches of orders. ``slurm`` is a SacctmgrClient.
 
     ``before_remove`` gets {account: resource} of the allocations a batch is about to remove,
@@ -149,7 +110,7 @@ class OrderProcessor:
             resource_uuid = order.get("marketplace_resource_uuid") or ""
             try:
                 if resource_uuid in unanswered:
-                    raise _Deferred(f"resource {resource_uuid}: Waldur did not answer")
+                    raise OrderDeferred(f"resource {resource_uuid}: Waldur did not answer")
                 if resource_uuid not in resources and order.get("type") != "Create":
                     raise OrderRejected(f"the order's resource {resource_uuid[:40]!r} could not be read from Waldur")
                 team = None
@@ -164,7 +125,7 @@ class OrderProcessor:
                 specs[order["uuid"]] = spec
             except OrderRejected as error:
                 self._fail(order, str(error), result, dry_run)
-            except _Deferred as error:
+            except OrderDeferred as error:
                 self._defer(order, str(error), result)
         return specs
 
@@ -268,106 +229,6 @@ class OrderProcessor:
             self._apply(plan.operations)
         except SlurmCommandError as error:
             log.error("roll-back of %s for order %s failed: %s", account, spec.order_uuid, error)
-
-    # -- Waldur side --
-
-    def _step(self, order: Mapping[str, Any], call: Callable[..., Any], *args: Any) -> Any:
-        """One Waldur call of this order's own; a transient failure defers the order (:class:`_Deferred`)."""
-        try:
-            return call(*args)
-        except (WaldurHTTPError, WaldurUnavailable) as error:
-            if transient(error):
-                raise _Deferred(str(error)) from error
-            raise
-
-    def _each(self, order: Mapping[str, Any], step: Callable[[Mapping[str, Any], BatchResult], Any],
-              result: BatchResult) -> Any:
-        """Run one order's step; a transient Waldur failure defers this order and the batch goes on."""
-        try:
-            return step(order, result)
-        except _Deferred as error:
-            self._defer(order, str(error), result)
-        except (WaldurHTTPError, WaldurUnavailable) as error:
-            if not transient(error):
-                raise
-            self._defer(order, str(error), result)
-        return None
-
-    @staticmethod
-    def _defer(order: Mapping[str, Any], why: str, result: BatchResult) -> None:
-        log.warning("order %s (%s) deferred: Waldur did not answer (%s); it is taken up again", order.get("uuid"),
-                    order.get("type"), why[:300])
-        result.outcomes.append(OrderOutcome(order["uuid"], "deferred", message=why[:300]))
-
-    def _still_executing(self, orders: Sequence[Mapping[str, Any]], result: BatchResult) -> List[Mapping[str, Any]]:
-        """After approvals, what Waldur made of them (one listing): a server may err an order inside the
-        approve call that answered 200 (a 7.0 Update whose allocation is not OK); nothing is written for it."""
-        active = {o["uuid"]: o for o in self.waldur.active_orders()}
-        kept = []
-        for order in orders:
-            now = active.get(order["uuid"])
-            if now is not None and now.get("state") == "executing":
-                kept.append(now)
-                continue
-            try:
-                state = (now or self._step(order, self.waldur.get_order, order["uuid"])).get("state")
-            except _Deferred as error:
-                self._defer(order, str(error), result)
-                continue
-            log.warning("order %s (%s) is %s after its approval; nothing is written for it", order["uuid"],
-                        order.get("type"), state)
-            result.outcomes.append(OrderOutcome(order["uuid"], "skipped", message=f"order is {state}"))
-        return kept
-
-    def _approved(self, order: Mapping[str, Any], result: BatchResult) -> Optional[Mapping[str, Any]]:
-        """The order once executing (approving it when pending), or None when it is not ours to do."""
-        if order.get("state") == "pending-provider":
-            try:
-                self.waldur.approve_order(order["uuid"])
-                return {**order, "state": "executing"}
-            except WaldurHTTPError as error:
-                if not error.wrong_state:
-                    raise
-                order = self.waldur.get_order(order["uuid"])
-        if order.get("state") == "executing":
-            return order
-        result.outcomes.append(OrderOutcome(order["uuid"], "skipped", message=f"order is {order.get('state')}"))
-        return None
-
-    def _finish(self, order: Mapping[str, Any], account: str, result: BatchResult, spec: AllocationSpec,
-                users_before: frozenset, resource_record: Mapping[str, Any]) -> None:
-        resource = order.get("marketplace_resource_uuid")
-        if not spec.remove and resource and account and resource_record.get("backend_id") != account:
-            self.waldur.set_backend_id(resource, account)
-        completed = False
-        if resource:
-            completed = report_allocation(self.waldur, self.components, order, spec.limits, users_before,
-                                          () if spec.remove else spec.users)
-        if not completed:
-            try:
-                self.waldur.set_order_done(order["uuid"])
-            except WaldurHTTPError as error:
-                if not error.wrong_state:
-                    raise
-                state = self.waldur.get_order(order["uuid"]).get("state")
-                if state != "done":
-                    result.outcomes.append(OrderOutcome(order["uuid"], "skipped", account, f"order is {state}"))
-                    return
-        log.info("order %s (%s) done: account %s", order["uuid"], order.get("type"), account)
-        result.outcomes.append(OrderOutcome(order["uuid"], "done", account))
-
-    def _fail(self, order: Mapping[str, Any], message: str, result: BatchResult, dry_run: bool = False,
-              tb: str = "") -> None:
-        log.warning("order %s (%s) erred: %s", order.get("uuid"), order.get("type"), message)
-        result.outcomes.append(OrderOutcome(order["uuid"], "erred", message=message))
-        if dry_run:
-            return
-        try:
-            self.waldur.set_order_erred(order["uuid"], message, tb or message)
-        except WaldurHTTPError as error:
-            if not error.wrong_state:
-                raise
-            log.info("order %s was no longer executing when erring it", order.get("uuid"))
 
 
 def _one_per_resource(orders: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any]]:

@@ -1,8 +1,8 @@
-"""Last-line checks on everything the adapter hands to sacctmgr.
+"""The safe alphabet of everything slurm-sync hands to sacctmgr, and the checks that enforce it.
 
-The domain already reduces names to the safe alphabet; this is defence in depth. On this
-project's bed, names with newlines, ``|``, backslashes or 200 characters were accepted by
-sacctmgr and then crashed slurmdbd (shared/reference/slurm.md), so nothing else may pass.
+The domain reduces names to this alphabet (:mod:`slurm_sync.domain.names`); the SLURM adapter checks
+again before every command, as defence in depth: names with newlines, ``|``, backslashes or 200
+characters were accepted by sacctmgr 22.05 and then crashed slurmdbd, so nothing else may pass.
 """
 from __future__ import annotations
 
