@@ -1,4 +1,4 @@
-"""Chaos benchmark (issue 15): orders and a month of usage through a faulty Waldur while the worker is killed.
+"""Chaos benchmark: orders and a month of usage through a faulty Waldur while the worker is killed.
 
     eval "$(python -m testkit testbed env)"; python benchmarks/chaos.py            # 200 Create, 20 Update, 20 Terminate
 

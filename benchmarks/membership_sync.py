@@ -4,7 +4,7 @@
 
 Builds the allocations with the real order processor (one batch), then runs MembershipSync in
 process against the emulator and the real sacctmgr, counting Waldur requests (the emulator's
-log) and SLURM processes and writes (a spy on the executor). Targets (issue 10): an idle cycle
+log) and SLURM processes and writes (a spy on the executor). Targets: an idle cycle
 is 0 SLURM writes and at most one Waldur request per page of each listing; one team change is
 one write. ``--per-resource`` plays a token that may not list the provider's project
 permissions (teams read per resource, the fallback).

@@ -3,7 +3,7 @@
     eval "$(python -m testkit testbed env)"; python benchmarks/pull_orders.py --orders 500
 
 Counts every sacctmgr process (and the writing ones, `-i`) with a PATH shim in front of the
-real binary, and every Waldur request from the emulator's request log. Targets (issue 3):
+real binary, and every Waldur request from the emulator's request log. Targets:
 500 orders <= 30 s, <= 5 Waldur requests per order, an idle cycle with 0 SLURM writes.
 """
 from __future__ import annotations

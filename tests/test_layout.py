@@ -12,7 +12,6 @@ import zipfile
 from pathlib import Path
 from typing import Dict, Iterator, List, Set, Tuple
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PRODUCT_DIRS = ("slurm_sync", "tasks")

@@ -1,4 +1,4 @@
-"""One chain per order (issue 15): the Redis leases that decide who may send an order's message."""
+"""One chain per order: the Redis leases that decide who may send an order's message."""
 import time
 
 import pytest

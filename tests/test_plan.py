@@ -276,7 +276,7 @@ def test_parents_an_earlier_slurm_sync_marked_by_name_are_still_found():
 
 
 def test_terminating_many_never_moves_a_default_to_an_account_the_batch_removes():
-    """Issue 16: alice's default is a_alloc; her other association a_two goes in the same batch: no move at all
+    """Alice's default is a_alloc; her other association a_two goes in the same batch: no move at all
     (she is removed whole by the adapter); bob keeps 'site', so his default goes there, once."""
     rows = BUILT + [acct("a_two", "p_x", description=ownership_mark("allocation", R2)), user("alice", "a_two"),
                     acct("site", "root"), user("bob", "site")]

@@ -253,7 +253,7 @@ def test_terminate_posts_the_final_usage_before_the_account_goes(waldur, slurm_s
 
 @pytest.mark.parametrize("waldur_profile", ["7.0"])
 def test_7_0_create_is_completed_by_the_allocation_state_and_updates_follow_each_other(processor, waldur, scenario):
-    """Issue 11 rows 2-5 on the 7.0 profile: no wasted set_state_done after a Create; two Updates in a row both
+    """On the 7.0 profile: no wasted set_state_done after a Create; two Updates in a row both
     work (the allocation is set ok after each); an Update Waldur errs at its approval writes nothing."""
     root = processor.policy.default_account
     _, _, a = names(processor)
@@ -278,7 +278,7 @@ def test_7_0_create_is_completed_by_the_allocation_state_and_updates_follow_each
 
 
 def test_a_transient_error_on_one_order_defers_it_alone(processor, waldur, scenario):
-    """Issue 15: Waldur failing one order's own steps (more than the retries close to the call) defers that
+    """Waldur failing one order's own steps (more than the retries close to the call) defers that
     order; the rest of the batch reaches its SLURM commit and is done. The next run finishes it, repeating no
     step Waldur already took."""
     c, p, a = names(processor)

@@ -61,10 +61,10 @@ def test_duplicate_delivery_does_one_write(waldur, start_worker, send, sync_env)
     c, p, a = names(sync_env)
     start_worker(scenario.offering["uuid"])
     order = scenario.create("acme", "physics", "dup", team=("alice",))
-    send("tasks.pull.process_orders", [slim(order)])
-    send("tasks.pull.process_orders", [slim(order)])
-    wait_until(all_done(waldur, [order]), what="order done")
-    time.sleep(2)  # let the duplicate run
+    deliveries = [send("tasks.pull.process_orders", [slim(order)]) for _ in range(2)]
+    for delivery in deliveries:  # both deliveries have run to their end
+        delivery.get(timeout=60)
+    assert all_done(waldur, [order])()
     assert waldur.count("POST", "approve_by_provider") == 1
     assert waldur.count("POST", "set_state_done") == 1
     assert waldur.count("POST", "set_backend_id") == 1
@@ -78,10 +78,10 @@ def test_two_workers_racing_on_one_order(waldur, start_worker, send, sync_env):
     start_worker(scenario.offering["uuid"], name="two")
     waldur.faults.latency(0.3)  # widen the race window
     order = scenario.create("acme", "physics", "race", team=("alice",))
-    for _ in range(4):
-        send("tasks.pull.process_orders", [slim(order)])
-    wait_until(all_done(waldur, [order]), timeout=90, what="order done")
-    time.sleep(3)
+    deliveries = [send("tasks.pull.process_orders", [slim(order)]) for _ in range(4)]
+    for delivery in deliveries:  # every delivery has run to its end (those that found the order locked too)
+        delivery.get(timeout=90)
+    wait_until(all_done(waldur, [order]), timeout=90, what="order done")  # a locked-out delivery's retry
     waldur.faults.clear()
     assert waldur.get_order(order["uuid"])["state"] == "done"
     assert waldur.count("POST", "approve_by_provider") == 1
@@ -107,8 +107,7 @@ def test_worker_killed_mid_order_is_redelivered_and_finishes(waldur, start_worke
     # the dead worker's lease lapses with its lock (3 s); beat sends recover_orders every TTL / 2
     deadline = time.monotonic() + 90
     while not all_done(waldur, [order])() and time.monotonic() < deadline:
-        send("tasks.pull.recover_orders")
-        time.sleep(1.5)
+        send("tasks.pull.recover_orders").get(timeout=30)  # recovered now, or its lease has not lapsed yet
     assert all_done(waldur, [order])(), "order finished by the new worker"
     assert waldur.get_order(order["uuid"])["state"] == "done"
     accounts, _, users = slurm_tree(sync_env["SLURM_DEFAULT_ACCOUNT"])
@@ -117,7 +116,7 @@ def test_worker_killed_mid_order_is_redelivered_and_finishes(waldur, start_worke
 
 def test_a_worker_restarted_under_its_name_takes_its_orders_up_at_once(waldur, start_worker, send, sync_env,
                                                                        test_redis):
-    """Issue 15: systemd and compose restart a killed worker under the same node name; its dead process's
+    """Systemd and compose restart a killed worker under the same node name; its dead process's
     locks are dropped and its orders sent again when it is ready, not when the 300 s lock TTL here lapses
     (nor the broker's hour-long visibility timeout)."""
     scenario = Scenario(waldur)

@@ -230,7 +230,7 @@ def jobs_this_month(job_table, rows):
 
 @pytest.mark.bed
 def test_a_server_error_on_one_resource_does_not_stop_the_cycle(waldur, push, job_table):
-    """Issue 11: a 5xx on one resource's post is logged and retried next cycle; the others are billed."""
+    """A 5xx on one resource's post is logged and retried next cycle; the others are billed."""
     reporter, resources, accounts, users, store = push
     now = jobs_this_month(job_table, [(account, users[0], 10, {"cpu": 1, "mem": 1}) for account in accounts])
     waldur.faults.fail_next(4, status=500, path_contains="set_usage")  # more than the retries close to the call

@@ -1,5 +1,4 @@
 """Push through a real Celery worker: a cycle, and the `celery call` resyncs."""
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -32,10 +31,9 @@ def test_report_usage_and_resyncs_through_the_worker(waldur, bed_accounts, job_t
     reported = {u["type"]: float(u["usage"]) for u in waldur.component_usages(resources[0]["uuid"], period)}
     assert reported == {"cpu": 6.0, "mem": 60.0, "gpu": 0.0}
 
-    send("tasks.push.report_usage")  # unchanged: the worker posts nothing
-    send("tasks.push.report_resource", resources[0]["uuid"])  # forced: re-sent for that one resource
-    wait_until(lambda: waldur.count("POST", "component-usages/set_usage") == 3, what="forced re-send")
-    send("tasks.push.report_month", now.year, now.month)  # forced: the month for all resources
-    wait_until(lambda: waldur.count("POST", "component-usages/set_usage") == 5, what="month re-send")
-    time.sleep(1)
+    idle = send("tasks.push.report_usage").get(timeout=60)  # unchanged: the worker posts nothing
+    assert idle["usage_posts"] == 0 and waldur.count("POST", "component-usages/set_usage") == 2
+    send("tasks.push.report_resource", resources[0]["uuid"]).get(timeout=60)  # forced: re-sent for that one
+    assert waldur.count("POST", "component-usages/set_usage") == 3
+    send("tasks.push.report_month", now.year, now.month).get(timeout=60)  # forced: the month for all resources
     assert waldur.count("POST", "component-usages/set_usage") == 5

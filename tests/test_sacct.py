@@ -18,7 +18,7 @@ from slurm_sync.domain.months import month_window
 from slurm_sync.domain.components import parse_components
 from slurm_sync.slurm import sacct
 from slurm_sync.slurm.sacct import (
-    MalformedLine, ParseStats, PopenLines, SacctError, parse_elapsed, parse_line, parse_lines, parse_tres,
+    MalformedLine, ParseStats, PopenLines, SacctError, parse_elapsed, parse_lines, parse_tres,
     read_jobs, sacct_argvs,
 )
 from slurm_sync.domain.usage import compute_usage

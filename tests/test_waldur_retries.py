@@ -1,4 +1,4 @@
-"""Transient Waldur answers are retried close to the call (issue 15): a 5xx, a 429 or a dropped
+"""Transient Waldur answers are retried close to the call: a 5xx, a 429 or a dropped
 connection costs that call a retry, not the batch or the cycle; a write whose answer was lost is
 not done twice, because the repeat meets the state the first try reached."""
 import pytest

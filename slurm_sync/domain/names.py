@@ -1,7 +1,7 @@
 """SLURM names from Waldur data: safe, bounded, deterministic, unique.
 
 Only names reduced to ``[a-z0-9_-]`` and a bounded length may reach sacctmgr: hostile names
-passed as plain arguments crashed slurmdbd on this project's bed (see shared/reference/slurm.md).
+passed as plain arguments crashed slurmdbd 22.05 on the test bed (:mod:`slurm_sync.domain.alphabet`).
 Account names are derived, never taken raw; user names cannot be derived (they are logins), so
 they are validated and refused when unsafe.
 """

@@ -47,7 +47,7 @@ class WaldurAPI:
         return self.tracker.get(self._probe_generation)
 
     def _probe_generation(self) -> Generation:
-        """One read: the offering's order list exists on the current line and is absent on 7.0 (row 5)."""
+        """One read: the offering's order list exists on the current line and is absent on 7.0 (404)."""
         url = self.client._build_url(f"marketplace-provider-offerings/{self.offering_uuid}/orders/")
         try:
             self.client._make_request("get", url, valid_states=[200], params={"page_size": 1, "field": "uuid"})
@@ -219,7 +219,7 @@ class WaldurAPI:
 
     def report_allocation_ok(self, resource_uuid: str) -> bool:
         """creating then ok, as the seed's agent did after creating the account; without it a 7.0 server
-        errs every later Update order at its approval (row 8). Returns True when the allocation went
+        errs every later Update order at its approval ("Can't switch from state ..."). Returns True when the allocation went
         Creating -> OK in this call: on a 7.0 server that completes the resource's Create order (order
         done, resource OK), so the order needs no set_state_done."""
         created = self.set_allocation_state(resource_uuid, "creating")

@@ -119,7 +119,7 @@ class WaldurEmulator:
 
     def add_resource(self, offering_uuid, project_uuid, name, limits=None, attributes=None,
                      state="OK", backend_id="", allocation_state="OK", created=LONG_AGO) -> dict:
-        """A resource whose Create is long done (not part of the brief's API, a shortcut): created in 2000
+        """A resource whose Create is long done (not part of Waldur's API, a shortcut): created in 2000
         unless ``created`` says otherwise, so jobs a test injects anywhere are the resource's."""
         record = self.store.add_resource(offering_uuid, project_uuid, name, limits, attributes,
                                          state, backend_id, allocation_state, created)

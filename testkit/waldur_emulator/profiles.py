@@ -2,8 +2,8 @@
 
 ``current`` is the provider API described in the contract (python-waldur-client
 0.6.4, waldur-api-client 8.x). ``7.0`` reproduces the measurements on a real
-Waldur Mastermind 7.0.7 (table rows quoted in the comments, see
-shared/reference/waldur-api.md). Handlers never test the profile name, only these
+Waldur Mastermind 7.0.7 ("row N" in the comments is fact N of SERVER_FACTS.md in this
+folder). Handlers never test the profile name, only these
 flags, so every difference is listed here.
 """
 from dataclasses import dataclass

@@ -3,7 +3,8 @@
 ``sync_env`` is the worker environment for this test (the emulator's URL and offering, a private
 SLURM parent account, Redis db 9 flushed before the test); ``start_worker`` starts a real
 `celery -A tasks worker -Q headnode,celery` with it and stops it after the test; ``send`` sends a
-task by name through the same broker.
+task by name through the same broker and returns its AsyncResult: the worker stores every task's result
+in the test Redis, so a test waits for the task to have run (``result.get``), not for time to pass.
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def sync_env(slurm_sandbox, waldur, test_redis, tmp_path):
         # account names are cluster-wide: each test gets its own prefixes
         "SLURM_DEFAULT_ACCOUNT": f"{slurm_sandbox}w", "SLURM_CUSTOMER_PREFIX": f"c{slurm_sandbox[1:5]}_",
         "SLURM_PROJECT_PREFIX": f"p{slurm_sandbox[1:5]}_", "SLURM_ALLOCATION_PREFIX": f"a{slurm_sandbox[1:5]}_", "SLURM_TRES_CONFIG_PATH": str(components),
-        "CELERY_BROKER_URL": TEST_REDIS, "REDIS_URL": TEST_REDIS,
+        "CELERY_BROKER_URL": TEST_REDIS, "REDIS_URL": TEST_REDIS, "CELERY_RESULT_BACKEND": TEST_REDIS,
     }
 
 
@@ -77,6 +78,8 @@ def _test_app():
     app = Celery("slurm_sync_tests")
     app.config_from_object("celeryconfig")
     app.conf.broker_url = TEST_REDIS
+    app.conf.result_backend = TEST_REDIS
+    app.conf.task_ignore_result = False
     yield app
     app.close()
 
