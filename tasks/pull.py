@@ -70,7 +70,7 @@ def _uuids(orders: List[Any]) -> List[str]:
     return [str(o.get("uuid") if isinstance(o, Mapping) else o) for o in orders]
 
 
-@app.task(bind=True, **RETRY)
+@app.task(name="tasks.pull.poll_orders", bind=True, **RETRY)
 def poll_orders(self) -> int:
     """Enqueue the offering's pending-provider and executing orders; returns how many were enqueued."""
     rt = runtime()
@@ -87,7 +87,7 @@ def poll_orders(self) -> int:
         return len(fresh)
 
 
-@app.task
+@app.task(name="tasks.pull.recover_orders")
 def recover_orders() -> int:
     """Send again the orders whose chain died (a worker killed while it held them: its lease lapsed)."""
     rt = runtime()
@@ -111,7 +111,7 @@ def _backoff(attempt: int) -> float:
     return min(BATCH_BACKOFF_MAX, 2.0 * 2 ** attempt) * random.uniform(0.5, 1.0)
 
 
-@app.task(bind=True)
+@app.task(name="tasks.pull.process_orders", bind=True)
 def process_orders(self, orders: List[Any], attempt: int = 0) -> Dict[str, List[str]]:
     """Apply a batch of orders named by uuid; each order is locked and skipped when final. An order another
     worker holds is that worker's (its chain); what this batch must try again goes in one message."""
@@ -167,7 +167,7 @@ def _after_batch(guard: OrderGuard, mine: Sequence[str], again: Sequence[str], a
     guard.leases.release([uuid for uuid in mine if uuid not in retrying])
 
 
-@app.task(bind=True, **RETRY)
+@app.task(name="tasks.pull.process_order", bind=True, **RETRY)
 def process_order(self, order_uuid: str) -> Dict[str, List[str]]:
     """Re-do one order now, whatever the markers say (`celery call tasks.pull.process_order --args='["<uuid>"]'`)."""
     rt = runtime()
@@ -180,7 +180,7 @@ def process_order(self, order_uuid: str) -> Dict[str, List[str]]:
     return process_orders.run([order_uuid])
 
 
-@app.task(bind=True, **RETRY)
+@app.task(name="tasks.pull.sync_memberships", bind=True, **RETRY)
 def sync_memberships(self) -> Dict[str, Any]:
     """Each allocation's associations follow its project's team and its members' offering-user logins."""
     rt = runtime()

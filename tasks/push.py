@@ -53,13 +53,13 @@ def bill_final_usage(leaving) -> None:
              len(leaving), result.usage_posts, result.user_usage_posts, len(result.refused))
 
 
-@app.task(bind=True, **RETRY)
+@app.task(name="tasks.push.report_usage", bind=True, **RETRY)
 def report_usage(self) -> Dict:
     """One push cycle: state of every resource, usage of the current (and closing) month."""
     return _run()
 
 
-@app.task(bind=True, **RETRY)
+@app.task(name="tasks.push.report_usage_month_end", bind=True, **RETRY)
 def report_usage_month_end(self) -> Dict:
     """Beat runs this at 23:50 UTC on days 28-31; on a month's last day it is the month's final report
     (a 7.0-line Waldur cannot take a closed month's usage later)."""
@@ -69,14 +69,14 @@ def report_usage_month_end(self) -> Dict:
     return _run()
 
 
-@app.task(bind=True, **RETRY)
+@app.task(name="tasks.push.report_resource", bind=True, **RETRY)
 def report_resource(self, resource_uuid: str) -> Dict:
     """Re-read one resource's state and re-send its usage now, whatever was sent before."""
     RedisReportedStore(runtime().redis, runtime().keys).forget(resource=resource_uuid)
     return _run(resource_uuids=[resource_uuid])
 
 
-@app.task(bind=True, **RETRY)
+@app.task(name="tasks.push.report_month", bind=True, **RETRY)
 def report_month(self, year: int, month: int) -> Dict:
     """Re-send one month's usage for all resources (e.g. after fixing accounting data)."""
     RedisReportedStore(runtime().redis, runtime().keys).forget(month=(int(year), int(month)))

@@ -183,3 +183,20 @@ def test_the_wheel_holds_the_product_only(tmp_path):
     expected = {str(path.relative_to(REPO)) for path in product_files()}
     assert python == expected
     assert "slurm_sync/wiring.py" in python and not any(n.startswith(("testkit/", "tests/")) for n in python)
+
+
+def test_every_task_has_an_explicit_name_that_operators_call():
+    """`celery call tasks.pull.process_order` and the routes in celeryconfig.py name tasks by these strings: a
+    task keeps its name whatever module it moves to."""
+    named = {}
+    for path in sorted((REPO / "tasks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                for decorator in node.decorator_list:
+                    call = decorator if isinstance(decorator, ast.Call) else None
+                    target = call.func if call else decorator
+                    if isinstance(target, ast.Attribute) and target.attr == "task":
+                        names = [k.value.value for k in (call.keywords if call else []) if k.arg == "name"]
+                        named[f"{module_name(path)}.{node.name}"] = names[0] if names else None
+    assert len(named) >= 9
+    assert all(name == qualified for qualified, name in named.items()), named
