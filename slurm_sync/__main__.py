@@ -1,5 +1,5 @@
 import sys
 
-from slurm_sync.cli.main import main
+from slurm_sync.cli import main
 
 sys.exit(main())

@@ -844,10 +844,10 @@ def test_image_build_context_builds_the_package(tmp_path):
     assert result.returncode == 0, result.stderr
     (wheel,) = wheels.glob("slurm_sync-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for module in ("celeryconfig.py", "tasks/app.py", "tasks/pull.py", "slurm_sync/cli/main.py", "slurm_sync/settings.py"):
+    for module in ("celeryconfig.py", "tasks/app.py", "tasks/pull.py", "slurm_sync/cli/commands.py", "slurm_sync/settings.py"):
         assert module in names, module
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "slurm-sync = slurm_sync.cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "slurm-sync = slurm_sync.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 # ---------------------------------------------------------------------------------------------- systemd

@@ -136,7 +136,7 @@ def test_masked_and_repr_hide_the_redis_password():
 
 
 def test_check_config_prints_no_secret(monkeypatch, capsys):
-    import slurm_sync.cli.main as cli
+    import slurm_sync.cli as cli
     for key, value in {**GOOD, "CELERY_BROKER_URL": REDISS, "REDIS_URL": REDIS}.items():
         monkeypatch.setenv(key, value)
     assert cli.main(["check-config"]) == 0
