@@ -321,3 +321,17 @@ def test_unreachable_waldur_is_a_request_error():
     labels = dict(method="GET", endpoint="/api/marketplace-orders/", status="unreachable")
     assert value(text, "slurm_sync_waldur_request_errors_total", **labels) == \
         value(before, "slurm_sync_waldur_request_errors_total", **labels) + 1
+
+
+def test_health_without_an_offering_vouches_for_the_connections_only(test_redis):
+    """Flower's container has the broker and no WALDUR_OFFERING_UUID: the last-success marks are kept per
+    offering, so its health check says the cycles are not checked instead of failing for ever."""
+    from slurm_sync.cli.health import check
+    from slurm_sync.settings import Settings
+    from tests.plugins.celery_worker import TEST_REDIS
+    healthy, line = check(Settings(redis_url=TEST_REDIS, celery_broker_url=TEST_REDIS))
+    assert healthy and "cycles not checked" in line
+    offered = Settings(redis_url=TEST_REDIS, celery_broker_url=TEST_REDIS,
+                       waldur_offering_uuid="5f0d1e8a0c7b4c6f9d2e3a4b5c6d7e8f")
+    healthy, line = check(offered)
+    assert not healthy and "has not succeeded yet" in line

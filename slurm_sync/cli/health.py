@@ -13,7 +13,8 @@ Checks, in order, stopping at the first failure:
    allowed age is ``--max-age`` seconds, by default 3 intervals (SLURM_SYNC_POLL_INTERVAL,
    SLURM_SYNC_USAGE_INTERVAL) and at least 5 minutes.
 
-``--no-cycle`` checks only the connections (e.g. for a beat-only container).
+``--no-cycle`` checks only the connections (e.g. for a beat-only container), and so does a container
+without WALDUR_OFFERING_UUID (Flower's): the marks are kept per offering.
 """
 from __future__ import annotations
 
@@ -86,7 +87,10 @@ def check(settings: Settings, max_age: Optional[float] = None, cycles: bool = Tr
         if problem:
             return False, f"FAIL broker {safe_url(settings.celery_broker_url)} unreachable: {problem}"
     facts = ["redis and broker reachable"]
-    if cycles:
+    if cycles and not settings.waldur_offering_uuid:
+        # the marks are kept per offering: a container without one (Flower) can only vouch for the connections
+        facts.append("no WALDUR_OFFERING_UUID here: cycles not checked")
+    elif cycles:
         client = redis_client(settings.redis_url)
         keys = RedisKeys(settings.waldur_offering_uuid)
         now = time.time() if now is None else now

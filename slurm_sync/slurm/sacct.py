@@ -116,7 +116,8 @@ class PopenLines:
         try:
             yield from self.executor.stream(argv, timeout=self.timeout, env=SACCT_ENV)
         except SlurmCommandError as error:
-            raise SacctError(f"{argv[0]} {error.message or f'exited {error.returncode}'}: {error.stderr}") from None
+            what = error.message or f"exited {error.returncode}"
+            raise SacctError(f"{argv[0]} {what}: {error.stderr}" if error.stderr else f"{argv[0]} {what}") from None
 
 
 # ---- parsing ----------------------------------------------------------------------------
