@@ -116,17 +116,34 @@ def remove_sandbox(parent: str) -> None:
     for user in users:
         elsewhere = [a for u, a in assoc if u == user and a not in accounts]
         if defaults.get(user) in accounts and elsewhere:
-            sacctmgr("-i", "modify", "user", user, "set", f"defaultaccount={elsewhere[0]}")
+            _write("modify", "user", user, "set", f"defaultaccount={elsewhere[0]}")
     # A user whose last association goes must be removed whole: `remove user ... account=`
     # of the last one leaves a live user with no association, which crashes slurmdbd 22.05.
     whole = [u for u in users if not [a for v, a in assoc if v == u and a not in accounts]]
     partial = [u for u in users if u not in whole]
-    if whole:
-        sacctmgr("-i", "remove", "user", "where", f"name={','.join(whole)}")
-    if partial:
-        sacctmgr("-i", "remove", "user", "where", f"name={','.join(partial)}",
-                 f"account={','.join(accounts)}")
-    sacctmgr("-i", "remove", "account", "where", f"name={','.join(accounts)}")
+    for chunk in _chunks(whole):
+        _write("remove", "user", "where", f"name={','.join(chunk)}")
+    for chunk in _chunks(partial):
+        _write("remove", "user", "where", f"name={','.join(chunk)}", f"account={','.join(accounts)}")
+    for chunk in _chunks(accounts[::-1]):  # children before parents
+        _write("remove", "account", "where", f"name={','.join(chunk)}")
+
+
+# slurmdbd 22.05 renumbers its nested-set tree for every association it removes, so one `remove` of
+# thousands of associations runs for many minutes; killed by a timeout, it is rolled back for longer
+# still while every read waits. So each write names a bounded number of users or accounts and is given
+# long enough to finish.
+REMOVE_CHUNK = 100
+WRITE_TIMEOUT = 900.0
+
+
+def _chunks(names: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(names), REMOVE_CHUNK):
+        yield names[start:start + REMOVE_CHUNK]
+
+
+def _write(*args: str) -> subprocess.CompletedProcess:
+    return slurm("sacctmgr", "-i", *args, timeout=WRITE_TIMEOUT)
 
 
 @pytest.fixture(scope="session")
