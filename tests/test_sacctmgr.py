@@ -399,3 +399,68 @@ def test_real_bed_default_moves_in_one_load_keep_the_tree(bed_client, slurm_sand
     assert {(r.user, r.account) for r in rows if r.is_default and r.user in (u1, u2)} == {(u1, y1), (u2, y2)}
     assert {r.account: (r.parent, r.description) for r in rows if r.account in (y1, y2) and not r.user} == {
         y1: (top, "mark y1"), y2: (top, "mark y2")}
+
+
+def test_removals_are_bounded_by_the_tree_size():
+    """Each removal write carries at most removal_chunk associations (REMOVAL_ROW_BUDGET / 2 x tree size): on a big
+    tree a mass Terminate is several bounded writes, never one that runs for many minutes; together they remove
+    exactly what one write would, accounts children first."""
+    from slurm_sync.slurm.sacctmgr import REMOVAL_MIN, REMOVAL_ROW_BUDGET
+    accounts = [f"a{i}" for i in range(45)] + ["p1"]  # children before their parent
+    members = "".join(f"u{i}\nu{i}\n" for i in range(30)) + "".join(f"v{i}\n" for i in range(10))
+    elsewhere = "".join(f"v{i}|other|c1\n" for i in range(10))
+    reads = ((["sacctmgr", "-P", "-n", "show", "assoc", "where", "account=" + ",".join(accounts)],
+              CommandResult(0, members, "")),
+             (["sacctmgr", "-P", "-n", "show", "assoc", "where",
+               "user=" + ",".join(sorted({*members.split()}))], CommandResult(0, elsewhere, "")))
+    sacctmgr, executor = client(*reads)
+    sacctmgr.tree_size = REMOVAL_ROW_BUDGET  # a tree this big: the smallest chunk
+    assert sacctmgr.removal_chunk == REMOVAL_MIN == 20
+    sacctmgr.apply([RemoveAccounts(tuple(accounts))])
+    writes = [argv[2:] for argv, _ in executor.calls if argv[1] == "-i"]
+    whole = [w for w in writes if w[:3] == ["remove", "user", "where"] and len(w) == 4]
+    shared = [w for w in writes if w[:3] == ["remove", "user", "where"] and len(w) == 6]
+    gone = [w for w in writes if w[:2] == ["remove", "account"]]
+    names = lambda ws: [n for w in ws for n in w[3].removeprefix("name=").split(",")]  # noqa: E731
+    assert names(whole) == [f"u{i}" for i in sorted(range(30), key=str)]  # each holds 2 associations here
+    assert all(len(w[3].split(",")) * 2 <= 20 for w in whole) and len(whole) == 3
+    assert names(shared) == [f"v{i}" for i in range(10)] and len(shared) == 1  # 10 associations: one write
+    assert names(gone) == accounts and [len(w[3].split(",")) for w in gone] == [20, 20, 6]
+    # a small tree: one write each, as before
+    sacctmgr, executor = client(*reads)
+    sacctmgr.tree_size = 3000
+    sacctmgr.apply([RemoveAccounts(tuple(accounts)), RemoveUsers(tuple((f"w{i}", "a0") for i in range(30)))])
+    assert len([argv for argv, _ in executor.calls if argv[1] == "-i"]) == 4
+
+
+def test_leaving_members_and_deleted_users_are_bounded_too():
+    sacctmgr, executor = client()
+    sacctmgr.tree_size = 75_000  # 3 M row updates / (2 x 75 k rows) = 20 associations a write
+    assert sacctmgr.removal_chunk == 20
+    pairs = tuple((f"u{i}", account) for i in range(15) for account in ("a", "b"))  # 15 users x 2 accounts
+    sacctmgr.apply([RemoveUsers(pairs), DeleteUsers(tuple(f"d{i}" for i in range(45)))])
+    writes = [argv[2:] for argv, _ in executor.calls if argv[1] == "-i"]
+    leaving = [w for w in writes if "account=a,b" in w]
+    assert [len(w[3].split(",")) for w in leaving] == [10, 5]  # 10 users x 2 accounts = 20 associations
+    deleted = [w for w in writes if len(w) == 4]
+    assert [len(w[3].split(",")) for w in deleted] == [20, 20, 5]
+
+
+def test_real_bed_bounded_removal_leaves_nothing_behind(bed_client, slurm_sandbox):
+    """A removal too big for one bounded write (forced here: the smallest chunk, 20 associations) runs as several
+    writes on the real slurmdbd and still removes every association, account and user record it should."""
+    sacctmgr, top = bed_client, slurm_sandbox
+    project = f"{top}-bp"
+    allocations = [f"{top}-b{i}" for i in range(3)]
+    users = [f"{top}b{i}" for i in range(12)]  # each in all 3 allocations: 36 user associations
+    sacctmgr.apply([AddAccounts((AccountSpec(project, top), *(AccountSpec(a, project) for a in allocations)),
+                                tuple((user, a) for user in users for a in allocations))])
+    sacctmgr.read_associations()
+    sacctmgr.tree_size = 10 ** 6  # as if the tree were huge: REMOVAL_MIN associations a write
+    report = sacctmgr.apply([RemoveAccounts((*allocations, project))])
+    assert report.commits == 3  # 36 user associations in writes of at most 20 (12 users x 3 = 2 writes), 1 for the accounts
+    left = [a for a in sacctmgr.read_associations() if a.account.startswith(f"{top}-b") or a.user in users]
+    assert left == []
+    records = subprocess.run(["sacctmgr", "-P", "-n", "show", "user", "format=User"], capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert not set(users) & set(records)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Dict, FrozenSet, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
 from slurm_sync.domain import alphabet as safety
 from slurm_sync.slurm import loadfile
@@ -47,6 +47,15 @@ class ApplyReport:
 # rows). So a write is given at least this long: letting it finish is the consistent outcome.
 MIN_WRITE_TIMEOUT = 900.0
 
+# Removals are bounded too. slurmdbd renumbers every row to the right of an association it removes, so one
+# removal costs about 2 x the tree's size in row updates; measured here about 3 M row updates a minute, and a
+# single `remove user` of 5,000 associations from a 6,300-row tree was still running after 5 minutes (20.5 M
+# changes; killed, slurmdbd rolled it back at about one change a second). So one removal write carries at most
+# REMOVAL_ROW_BUDGET / (2 x tree size) associations, at least REMOVAL_MIN: about a minute each, whatever the tree.
+REMOVAL_ROW_BUDGET = 3_000_000
+REMOVAL_MIN = 20
+ASSUMED_TREE_SIZE = 10_000  # before this client has read the tree
+
 
 class SacctmgrClient:
     def __init__(self, executor: NativeExecutor, timeout: float = 60.0, cluster: Optional[str] = None,
@@ -56,6 +65,12 @@ class SacctmgrClient:
         self.timeout = timeout
         self.write_timeout = max(timeout, MIN_WRITE_TIMEOUT)
         self._cluster = safety.name(cluster, "cluster") if cluster else None
+        self.tree_size = ASSUMED_TREE_SIZE  # associations in the tree as last read: sizes the removal writes
+
+    @property
+    def removal_chunk(self) -> int:
+        """The most associations one removal write may remove (see REMOVAL_ROW_BUDGET)."""
+        return max(REMOVAL_MIN, REMOVAL_ROW_BUDGET // (2 * max(1, self.tree_size)))
 
     # ---- reading ------------------------------------------------------------------
 
@@ -83,7 +98,9 @@ class SacctmgrClient:
         where = ["where", f"cluster={safety.name(cluster, 'cluster')}"] if cluster else []
         assoc = self._read("show", "account", "withassoc", *where, "format=" + ",".join(ASSOC_FIELDS))
         users = self._read("show", "user", "format=" + ",".join(USER_FIELDS))
-        return parse_associations(assoc, parse_default_accounts(users))
+        associations = parse_associations(assoc, parse_default_accounts(users))
+        self.tree_size = max(1, len(associations))
+        return associations
 
     def read_tres(self) -> Set[str]:
         return parse_tres(self._read("show", "tres", "format=Type,Name"))
@@ -174,16 +191,19 @@ class SacctmgrClient:
 
     def _remove_users(self, op: RemoveUsers, report: ApplyReport) -> None:
         for users, accounts in _cross_groups(op.users):
-            self._write(report, ["remove", "user", "where", "name=" + ",".join(users),
-                                 "account=" + ",".join(accounts), f"cluster={self.cluster}"])
+            for account_part in _chunks(accounts, {}, self.removal_chunk):  # each write: users x accounts
+                per_user = {user: len(account_part) for user in users}
+                for user_part in _chunks(users, per_user, self.removal_chunk):
+                    self._write(report, ["remove", "user", "where", "name=" + ",".join(user_part),
+                                         "account=" + ",".join(account_part), f"cluster={self.cluster}"])
 
     def _delete_users(self, op: DeleteUsers, report: ApplyReport) -> None:
         users = [safety.user(user) for user in op.users]
-        if users:
-            # Without cluster=: with it, 22.05 refuses a user holding several associations there ("You can not
-            # remove the default account of a user"; measured by benchmarks/membership_sync.py). The planner
-            # deletes a user whole only when the tree it read (every cluster's) shows nothing else of it.
-            self._write(report, ["remove", "user", "where", "name=" + ",".join(users)])
+        # Without cluster=: with it, 22.05 refuses a user holding several associations there ("You can not
+        # remove the default account of a user"; measured by benchmarks/membership_sync.py). The planner
+        # deletes a user whole only when the tree it read (every cluster's) shows nothing else of it.
+        for part in _chunks(users, {}, self.removal_chunk):
+            self._write(report, ["remove", "user", "where", "name=" + ",".join(part)])
 
     def _cancel_jobs(self, op: CancelJobs, report: ApplyReport) -> None:
         """``squeue --accounts=a,b`` then one ``scancel <ids>``; wait until the jobs are gone.
@@ -235,7 +255,11 @@ class SacctmgrClient:
         doomed = set(accounts)
         members = self._read("show", "assoc", "where", "account=" + ",".join(accounts), f"cluster={self.cluster}",
                              "format=User")
-        users = sorted({safety.user(user) for user in members.split()})
+        held: Dict[str, int] = {}  # user -> its associations in these accounts: what removing it costs
+        for name in members.split():
+            user = safety.user(name)
+            held[user] = held.get(user, 0) + 1
+        users = sorted(held)
         if users:
             # every cluster: a user with an association anywhere else keeps the user record
             rows = self._read("show", "assoc", "where", "user=" + ",".join(users), "format=User,Account,Cluster")
@@ -246,13 +270,32 @@ class SacctmgrClient:
                 # Without cluster=: `remove user where name=U cluster=C` is refused ("You must change the
                 # default account") when U has several associations in C (measured on 22.05), and these
                 # users have none anywhere else, so removing them whole is the same change.
-                self._write(report, ["remove", "user", "where", "name=" + ",".join(only_here)])
+                for part in _chunks(only_here, held, self.removal_chunk):
+                    self._write(report, ["remove", "user", "where", "name=" + ",".join(part)])
             shared = [user for user in users if user in elsewhere]
-            if shared:
-                self._write(report, ["remove", "user", "where", "name=" + ",".join(shared),
+            for part in _chunks(shared, held, self.removal_chunk):
+                self._write(report, ["remove", "user", "where", "name=" + ",".join(part),
                                      "account=" + ",".join(accounts), f"cluster={self.cluster}"])
-        # Without cluster=, so the account records go too, not only their associations.
-        self._write(report, ["remove", "account", "where", "name=" + ",".join(accounts)])
+        # Without cluster=, so the account records go too, not only their associations. The order is kept
+        # (children before parents), so a parent never goes in an earlier write than its children.
+        for part in _chunks(accounts, {}, self.removal_chunk):
+            self._write(report, ["remove", "account", "where", "name=" + ",".join(part)])
+
+
+def _chunks(names: Sequence[str], weight: Mapping[str, int], limit: int) -> Iterator[List[str]]:
+    """``names`` in order, in runs whose summed ``weight`` (1 when not given) is at most ``limit``; a name
+    heavier than ``limit`` goes alone."""
+    part: List[str] = []
+    total = 0
+    for name in names:
+        cost = weight.get(name, 1)
+        if part and total + cost > limit:
+            yield part
+            part, total = [], 0
+        part.append(name)
+        total += cost
+    if part:
+        yield part
 
 
 def _cross_groups(pairs: Iterable[Tuple[str, str]]) -> List[Tuple[List[str], List[str]]]:
