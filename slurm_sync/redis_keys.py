@@ -38,8 +38,12 @@ class RedisKeys:
         self.base = f"{PREFIX}:{offering_uuid or 'no-offering'}:"
 
     def lock(self, name: str) -> str:
-        """A named lock; ``slurm-writes`` is shared by every offering (see the module's text)."""
-        return SLURM_WRITES if name == "slurm-writes" else f"{self.base}lock:{name}"
+        return f"{self.base}lock:{name}"
+
+    @property
+    def slurm_writes(self) -> str:
+        """The SLURM write lock: shared by every offering (see the module's text)."""
+        return SLURM_WRITES
 
     def order_leases(self) -> str:
         return f"{self.base}order-leases"

@@ -73,9 +73,12 @@ class Runtime:
     def policy(self) -> NamingPolicy:
         return naming_policy(self.settings)
 
+    def reported_store(self) -> RedisReportedStore:
+        return RedisReportedStore(self.redis, self.keys)
+
     def usage_reporter(self) -> UsageReporter:
         s = self.settings
-        return UsageReporter(self.waldur, self.sacctmgr, self.components, RedisReportedStore(self.redis, self.keys),
+        return UsageReporter(self.waldur, self.sacctmgr, self.components, self.reported_store(),
                              tz=s.usage_timezone, closing_day=s.usage_closing_day, tres_source=s.slurm_usage_tres,
                              lines=PopenLines(timeout=s.slurm_command_timeout * 5, executor=self.executor))
 

@@ -35,7 +35,7 @@ def set_node(holds_key: Optional[str]) -> None:
 
 
 class SlurmBusy(Exception):
-    """Another batch holds ``lock:slurm-writes``: the task retries later."""
+    """Another batch holds the SLURM write lock: the task retries later."""
 
 
 @contextlib.contextmanager
@@ -77,6 +77,16 @@ def exclusive(client: "redis.Redis", key: str, ttl: float, wait: float = 0,
     finally:
         if acquired:
             _release(client, lock)
+
+
+@contextlib.contextmanager
+def slurm_writer(client: "redis.Redis", keys: RedisKeys) -> Iterator[None]:
+    """Hold the SLURM write lock (renewed while the body runs) or raise :class:`SlurmBusy` after a minute:
+    one batch at a time reads, plans and writes the tree."""
+    with exclusive(client, keys.slurm_writes, ttl=ORDER_LOCK_TTL, wait=60, keep_alive=True) as writer:
+        if not writer:
+            raise SlurmBusy("another batch is writing to SLURM")
+        yield
 
 
 def _record(client: "redis.Redis", lock: Lock) -> None:

@@ -30,7 +30,7 @@ from slurm_sync.slurm.runner import DockerExecutor, SlurmCommandError
 from slurm_sync.waldur.api import WaldurHTTPError, WaldurUnavailable, transient, unavailable_when_transient
 
 from tasks.app import app, runtime
-from tasks.guards import ORDER_LOCK_TTL, QUEUED_TTL, OrderGuard, SlurmBusy, exclusive
+from tasks.guards import ORDER_LOCK_TTL, QUEUED_TTL, OrderGuard, SlurmBusy, exclusive, slurm_writer
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = env_int("SLURM_SYNC_BATCH_SIZE")
@@ -128,10 +128,7 @@ def process_orders(self, orders: List[Any], attempt: int = 0) -> Dict[str, List[
         if not mine:
             return {}
         try:
-            with guard.kept_alive(), \
-                    exclusive(rt.redis, rt.keys.lock("slurm-writes"), ttl=ORDER_LOCK_TTL, wait=60, keep_alive=True) as writer:
-                if not writer:  # another batch has been writing for a minute: try again later
-                    raise SlurmBusy("another batch is writing to SLURM")
+            with guard.kept_alive(), slurm_writer(rt.redis, rt.keys):  # busy for a minute: try again later
                 processor = _processor()
                 result = processor.process(processor.load(mine))
         except (WaldurHTTPError, WaldurUnavailable, SlurmCommandError, SlurmBusy) as error:
@@ -188,9 +185,7 @@ def sync_memberships(self) -> Dict[str, Any]:
         if not mine:
             log.info("sync_memberships: another run is going on; skipped")
             return {}
-        with exclusive(rt.redis, rt.keys.lock("slurm-writes"), ttl=ORDER_LOCK_TTL, wait=60, keep_alive=True) as writer:
-            if not writer:
-                raise SlurmBusy("another batch is writing to SLURM")
+        with slurm_writer(rt.redis, rt.keys):
             sync = MembershipSync(rt.waldur, rt.sacctmgr, rt.policy, on_new_users=_home_directories())
             result = unavailable_when_transient(sync.run)
         return asdict(result)

@@ -13,7 +13,6 @@ from typing import Dict, List, Optional
 
 from slurm_sync.sync.push import PushResult, UsageReporter
 from slurm_sync.slurm.runner import SlurmCommandError
-from slurm_sync.redis_stores import RedisReportedStore
 from slurm_sync.slurm.sacct import SacctError
 from slurm_sync.waldur.api import WaldurUnavailable, unavailable_when_transient
 
@@ -72,12 +71,12 @@ def report_usage_month_end(self) -> Dict:
 @app.task(name="tasks.push.report_resource", bind=True, **RETRY)
 def report_resource(self, resource_uuid: str) -> Dict:
     """Re-read one resource's state and re-send its usage now, whatever was sent before."""
-    RedisReportedStore(runtime().redis, runtime().keys).forget(resource=resource_uuid)
+    runtime().reported_store().forget(resource=resource_uuid)
     return _run(resource_uuids=[resource_uuid])
 
 
 @app.task(name="tasks.push.report_month", bind=True, **RETRY)
 def report_month(self, year: int, month: int) -> Dict:
     """Re-send one month's usage for all resources (e.g. after fixing accounting data)."""
-    RedisReportedStore(runtime().redis, runtime().keys).forget(month=(int(year), int(month)))
+    runtime().reported_store().forget(month=(int(year), int(month)))
     return _run(months=[(int(year), int(month))])

@@ -834,15 +834,8 @@ def test_image_build_context_builds_the_package(tmp_path):
             for source in sources:
                 assert (context / source).exists(), f"COPY {source}: not in the build context"
 
-    wheels = tmp_path / "wheels"
-    # offline with the venv's setuptools when it can build wheels (scripts/setup installs `wheel`), else as
-    # the Dockerfile's pip does: build requirements fetched into an isolated environment
-    can_build = subprocess.run([sys.executable, "-c", "import setuptools, wheel"], capture_output=True).returncode == 0
-    isolation = ["--no-build-isolation"] if can_build else []
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q",
-                             "-w", str(wheels), str(context)], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    (wheel,) = wheels.glob("slurm_sync-*.whl")
+    from tests.wheel import build_wheel
+    wheel = build_wheel(context, tmp_path / "wheels")
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("celeryconfig.py", "tasks/app.py", "tasks/pull.py", "slurm_sync/cli/commands.py", "slurm_sync/settings.py"):
         assert module in names, module

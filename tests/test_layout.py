@@ -5,12 +5,12 @@ from __future__ import annotations
 import ast
 import io
 import shutil
-import subprocess
-import sys
 import tokenize
 import zipfile
 from pathlib import Path
 from typing import Dict, Iterator, List, Set, Tuple
+
+from tests.wheel import build_wheel
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,12 +172,7 @@ def test_the_wheel_holds_the_product_only(tmp_path):
         shutil.copytree(REPO / name, source / name, ignore=junk)
     for name in ("pyproject.toml", "setup.cfg", "README.md", "celeryconfig.py", "config-components.yaml"):
         shutil.copy2(REPO / name, source / name)
-    can_build = subprocess.run([sys.executable, "-c", "import setuptools, wheel"], capture_output=True).returncode == 0
-    isolation = ["--no-build-isolation"] if can_build else []
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q", "-w",
-                            str(tmp_path / "wheels"), str(source)], capture_output=True, text=True, timeout=300)
-    assert built.returncode == 0, built.stderr
-    (wheel,) = (tmp_path / "wheels").glob("slurm_sync-*.whl")
+    wheel = build_wheel(source, tmp_path / "wheels")
     python = {n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".py")}
     assert {n.split("/")[0] for n in python} == {"slurm_sync", "tasks", "celeryconfig.py"}
     expected = {str(path.relative_to(REPO)) for path in product_files()}

@@ -108,7 +108,6 @@ class NativeExecutor:
             raise SlurmCommandError(full, result.returncode, result.stdout, result.stderr)
         return result
 
-
     def stream(self, argv: Sequence[str], *, timeout: Optional[float] = None,
                env: Optional[Mapping[str, str]] = None) -> Iterator[str]:
         """``argv``'s stdout line by line, one deadline for the whole run; ``env`` reaches the command as

@@ -192,8 +192,7 @@ class SacctmgrClient:
     def _remove_users(self, op: RemoveUsers, report: ApplyReport) -> None:
         for users, accounts in _cross_groups(op.users):
             for account_part in _chunks(accounts, {}, self.removal_chunk):  # each write: users x accounts
-                per_user = {user: len(account_part) for user in users}
-                for user_part in _chunks(users, per_user, self.removal_chunk):
+                for user_part in _chunks(users, {}, self.removal_chunk // len(account_part)):
                     self._write(report, ["remove", "user", "where", "name=" + ",".join(user_part),
                                          "account=" + ",".join(account_part), f"cluster={self.cluster}"])
 
