@@ -90,7 +90,7 @@ def test_read_associations_two_calls():
         (["sacctmgr", "-P", "-n", "show", "user"], CommandResult(0, RECORDED_USERS, "")))
     assert len(sacctmgr.read_associations("c1")) == 8  # with the partition row bob keeps
     assert [argv for argv, _ in executor.calls] == [
-        ["sacctmgr", "-P", "-n", "show", "account", "withassoc", "where", "cluster=c1",
+        ["sacctmgr", "-P", "-n", "show", "account", "withassoc", "wopl", "where", "cluster=c1",
          "format=Cluster,Account,User,ParentName,Partition,GrpTRESMins,Description"],
         ["sacctmgr", "-P", "-n", "show", "user", "format=User,DefaultAccount"]]
 
@@ -206,8 +206,8 @@ def test_cross_groups_cover_exactly_the_pairs():
 
 def test_remove_accounts_users_first():
     sacctmgr, executor = client(
-        (["sacctmgr", "-P", "-n", "show", "assoc", "where", "account=a1,p1"], CommandResult(0, "\nu1\nu2\nu3\n", "")),
-        (["sacctmgr", "-P", "-n", "show", "assoc", "where", "user=u1,u2,u3"],
+        (["sacctmgr", "-P", "-n", "show", "assoc", "wopl", "where", "account=a1,p1"], CommandResult(0, "\nu1\nu2\nu3\n", "")),
+        (["sacctmgr", "-P", "-n", "show", "assoc", "wopl", "where", "user=u1,u2,u3"],
          CommandResult(0, "u1|a1|c1\nu1|p1|c1\nu2|a1|c1\nu2|other|c1\nu3|a1|c1\nu3|a1|c2\n", "")))
     report = sacctmgr.apply([RemoveAccounts(("a1", "p1"))])
     writes = [argv[2:] for argv, _ in executor.calls if argv[1] == "-i"]
@@ -409,9 +409,9 @@ def test_removals_are_bounded_by_the_tree_size():
     accounts = [f"a{i}" for i in range(45)] + ["p1"]  # children before their parent
     members = "".join(f"u{i}\nu{i}\n" for i in range(30)) + "".join(f"v{i}\n" for i in range(10))
     elsewhere = "".join(f"v{i}|other|c1\n" for i in range(10))
-    reads = ((["sacctmgr", "-P", "-n", "show", "assoc", "where", "account=" + ",".join(accounts)],
+    reads = ((["sacctmgr", "-P", "-n", "show", "assoc", "wopl", "where", "account=" + ",".join(accounts)],
               CommandResult(0, members, "")),
-             (["sacctmgr", "-P", "-n", "show", "assoc", "where",
+             (["sacctmgr", "-P", "-n", "show", "assoc", "wopl", "where",
                "user=" + ",".join(sorted({*members.split()}))], CommandResult(0, elsewhere, "")))
     sacctmgr, executor = client(*reads)
     sacctmgr.tree_size = REMOVAL_ROW_BUDGET  # a tree this big: the smallest chunk
@@ -464,3 +464,22 @@ def test_real_bed_bounded_removal_leaves_nothing_behind(bed_client, slurm_sandbo
     records = subprocess.run(["sacctmgr", "-P", "-n", "show", "user", "format=User"], capture_output=True,
                              text=True, check=True).stdout.split()
     assert not set(users) & set(records)
+
+
+def test_real_bed_reading_without_parent_limits_reads_the_same_rows(bed_client, slurm_sandbox):
+    """`wopl` makes the tree read about 4x cheaper; it must not change a row, not even where a parent has a
+    limit its children do not (GrpTRESMins is printed per association, never inherited)."""
+    top = slurm_sandbox
+    parent, child, user = f"{top}-lp", f"{top}-lc", f"{top}ul"
+    bed_client.apply([AddAccounts((AccountSpec(parent, top, grp_tres_mins={"cpu": 600, "mem": 1024}),
+                                   AccountSpec(child, parent)), ((user, child),))])
+    fields = "format=Cluster,Account,User,ParentName,Partition,GrpTRESMins,Description"
+
+    def rows(*options):
+        out = subprocess.run(["sacctmgr", "-P", "-n", "show", "account", "withassoc", *options, fields],
+                             capture_output=True, text=True, check=True, timeout=60).stdout
+        return [line for line in out.splitlines() if f"|{top}" in line]
+
+    plain = rows()
+    assert len(plain) == 4 and any("cpu=600" in line for line in plain)  # top, parent (limited), child, user
+    assert rows("wopl") == plain

@@ -166,7 +166,7 @@ def check_default_account(ctx: Context) -> Check:
     from slurm_sync.slurm.runner import SlurmCommandError
     account = ctx.settings.slurm_default_account
     try:
-        rows = ctx.executor.run(["sacctmgr", "-P", "-n", "show", "assoc", "where", f"account={account}",
+        rows = ctx.executor.run(["sacctmgr", "-P", "-n", "show", "assoc", "wopl", "where", f"account={account}",
                                  f"cluster={ctx.facts['cluster']}", "format=Account,User,ParentName"],
                                 timeout=ctx.settings.slurm_command_timeout).stdout
     except SlurmCommandError as error:
