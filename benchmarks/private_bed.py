@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from typing import Dict, Iterator
 
@@ -26,5 +27,4 @@ def private_bed(name: str, port_base: int = 6917) -> Iterator[Dict[str, str]]:
         os.environ.clear()
         os.environ.update(saved)
         testbed.down(directory, purge=True, say=lambda m: None)
-        with contextlib.suppress(OSError):
-            os.rmdir(directory)
+        shutil.rmtree(directory, ignore_errors=True)

@@ -1,12 +1,12 @@
 """Pull tasks: poll the offering's orders and apply them to SLURM in batches; keep teams in sync.
 
-`poll_orders` (any queue) lists the active orders and enqueues their UUIDS in batches of
-SLURM_SYNC_BATCH_SIZE to `process_orders` on the `headnode` queue, where one batch costs one
-SLURM read and a few commits. A message carries no authority: `process_orders` reads the
-orders back from Waldur (one listing of the offering's active orders) and acts only on what
-Waldur shows, so a forged or stale message writes nothing. `process_order` re-does one order
-by uuid (for `celery call`). `sync_memberships` makes each allocation's associations follow its
-project's team, which changes with no order.
+`poll_orders` (any queue) lists the active orders and enqueues their UUIDS in one message (up to
+MESSAGE_MAX) to `process_orders` on the `headnode` queue, where the whole message costs one SLURM
+read and a few commits: the processor writes SLURM_SYNC_BATCH_SIZE orders per `load`. A message
+carries no authority: `process_orders` reads the orders back from Waldur (one listing of the
+offering's active orders) and acts only on what Waldur shows, so a forged or stale message writes
+nothing. `process_order` re-does one order by uuid (for `celery call`). `sync_memberships` makes
+each allocation's associations follow its project's team, which changes with no order.
 
 One chain per order (guards.OrderLeases): a message is sent only by whoever claims the order's
 lease (the poll, for an order no chain names) or takes a lapsed one over (`recover_orders`, for the
@@ -25,7 +25,6 @@ from dataclasses import asdict
 from slurm_sync.slurm.homedirs import create_home_directories
 from slurm_sync.sync.membership import MembershipSync
 from slurm_sync.sync.pull import OrderProcessor
-from slurm_sync.settings import env_int
 from slurm_sync.slurm.runner import DockerExecutor, SlurmCommandError
 from slurm_sync.waldur.api import WaldurHTTPError, WaldurUnavailable, transient, unavailable_when_transient
 
@@ -33,7 +32,9 @@ from tasks.app import app, runtime
 from tasks.guards import ORDER_LOCK_TTL, QUEUED_TTL, OrderGuard, SlurmBusy, exclusive, slurm_writer
 
 log = logging.getLogger(__name__)
-BATCH_SIZE = env_int("SLURM_SYNC_BATCH_SIZE")
+# Orders per message: one task reads the SLURM tree once for all of them (a read per message grows with the
+# tree), while the Waldur half of so many orders (approve, done: one request each) stays well under an hour.
+MESSAGE_MAX = 5000
 # A SLURM read that fails (slurmdbd down) or Waldur unreachable: retry with backoff.
 # Writes that SLURM refuses are handled per order inside the processor and never get here.
 RETRY = dict(autoretry_for=(WaldurUnavailable, SlurmCommandError, SlurmBusy), retry_backoff=2, retry_backoff_max=300, retry_jitter=True,
@@ -61,7 +62,7 @@ def _bill_final_usage(leaving) -> None:
 def _processor() -> OrderProcessor:
     rt = runtime()
     return OrderProcessor(rt.waldur, rt.sacctmgr, rt.components, rt.policy, on_new_users=_home_directories(),
-                          before_remove=_bill_final_usage)
+                          before_remove=_bill_final_usage, write_size=rt.settings.batch_size)
 
 
 def _uuids(orders: List[Any]) -> List[str]:
@@ -103,8 +104,8 @@ def recover_orders() -> int:
 
 
 def _send(uuids: Sequence[str], attempt: int = 0, countdown: float = 0) -> None:
-    for start in range(0, len(uuids), BATCH_SIZE):
-        process_orders.apply_async((list(uuids[start:start + BATCH_SIZE]), attempt), countdown=countdown or None)
+    for start in range(0, len(uuids), MESSAGE_MAX):
+        process_orders.apply_async((list(uuids[start:start + MESSAGE_MAX]), attempt), countdown=countdown or None)
 
 
 def _backoff(attempt: int) -> float:

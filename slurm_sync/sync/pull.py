@@ -1,11 +1,13 @@
-"""Pull: a batch of Waldur orders becomes one SLURM plan, applied in a few commits, then reported.
+"""Pull: a task's Waldur orders become SLURM plans, applied in a few commits, then reported.
 
-The flow for a batch: read the orders from Waldur (a queued message only names them); approve
+The flow for a task: read the orders from Waldur (a queued message only names them); approve
 what is pending and re-read what Waldur made of it; read the orders' resources (the SLURM
 account of an existing resource is the RESOURCE's backend_id, cross-checked with the account's
-ownership mark); validate each order (a bad one is erred alone); read SLURM once; plan the
-whole batch; post the final usage of allocations about to be removed; apply it; report each
-order done. A transient Waldur error on one order's own step (approve, team, backend_id, done, erred)
+ownership mark); validate each order (a bad one is erred alone); read SLURM once; plan each
+part (SLURM_SYNC_BATCH_SIZE Creates/Updates, then all removals: :func:`write_parts`); post the
+final usage of allocations about to be removed; apply it; report its orders done. The tree a
+part leaves is known without reading SLURM again when the part only added (:func:`after_additions`),
+so a big batch of Creates reads the tree once, not once per write: the read grows with the tree. A transient Waldur error on one order's own step (approve, team, backend_id, done, erred)
 defers that order alone (result "deferred": the task takes it up again) and the batch goes on to its
 SLURM commit; an order's progress is where the truth is: Waldur's order state says whether it is
 approved or done, the SLURM tree whether it is written, so a retry repeats no step. If the batch's apply
@@ -21,12 +23,12 @@ import time
 import traceback
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
-from slurm_sync.domain.real_tree import ActualState
+from slurm_sync.domain.real_tree import ActualState, after_additions
 from slurm_sync.domain.desired import ENSURE_TYPES, AllocationSpec, NamingPolicy, OrderRejected, allocation_spec
 from slurm_sync.domain.components import Components
 from slurm_sync.domain.plan import BatchPlan, plan_batch
 from slurm_sync.slurm.runner import SlurmCommandError
-from slurm_sync.domain.slurm_objects import AddAccounts, AddUsers, Operation
+from slurm_sync.domain.slurm_objects import AddAccounts, AddUsers, Association, Operation
 from slurm_sync.observability import metrics
 from slurm_sync.waldur.api import WaldurAPI, WaldurHTTPError, WaldurUnavailable, transient
 from slurm_sync.waldur.orders import order_input, team_of
@@ -47,13 +49,15 @@ class OrderProcessor(OrderSteps):
 
     def __init__(self, waldur: WaldurAPI, slurm: Any, components: Components, policy: NamingPolicy,
                  on_new_users: Optional[Callable[[Iterable[str]], None]] = None,
-                 before_remove: Optional[Callable[[Dict[str, Mapping[str, Any]]], None]] = None):
+                 before_remove: Optional[Callable[[Dict[str, Mapping[str, Any]]], None]] = None,
+                 write_size: int = 100):
         self.waldur = waldur
         self.slurm = slurm
         self.components = components
         self.policy = policy
         self.on_new_users = on_new_users
         self.before_remove = before_remove
+        self.write_size = write_size  # orders planned and written together (SLURM_SYNC_BATCH_SIZE)
         self._tres: Optional[set] = None
 
     def cluster_tres(self) -> set:
@@ -164,23 +168,37 @@ class OrderProcessor(OrderSteps):
         resources = self.resources_of(live, unanswered)
         specs = self.specs(live, result, resources=resources, unanswered=unanswered)
         by_uuid = {o["uuid"]: o for o in live}
-        before = ActualState(self.slurm.read_associations())
+        tree: Optional[List[Association]] = None
+        for part in write_parts(specs, self.write_size):
+            if tree is None or any(spec.remove for spec in part.values()):
+                tree = self.slurm.read_associations()  # once per task while the parts only add
+            tree = self._write_part(part, tree, by_uuid, resources, result)
+        result.seconds = time.monotonic() - started
+        return result
+
+    def _write_part(self, specs: Mapping[str, AllocationSpec], tree: List[Association],
+                    by_uuid: Mapping[str, Mapping[str, Any]], resources: Mapping[str, Mapping[str, Any]],
+                    result: BatchResult) -> Optional[List[Association]]:
+        """Plan ``specs`` against ``tree``, apply, report each order; the tree after it when that is known
+        without reading SLURM again (the plan only added), else None."""
+        before = ActualState(tree)
         plan = plan_batch(list(specs.values()), before, self.policy)
         for uuid, message in plan.errors.items():
             self._each(by_uuid[uuid], lambda order, r: self._fail(order, message, r), result)
         applied = {uuid: account for uuid, account in plan.accounts.items()}
         self._bill_before_removal(applied, specs, resources, before)
+        after = after_additions(tree, plan.operations)
         try:
             result.commits += self._apply(plan.operations)
         except SlurmCommandError as error:
             log.warning("batch of %d orders failed in SLURM (%s); retrying one order at a time", len(applied), error)
             applied = self._apply_one_by_one({u: specs[u] for u in applied}, by_uuid, result)
+            after = None
         for uuid, account in applied.items():
             self._each(by_uuid[uuid], lambda order, r: self._finish(
                 order, account, r, specs[uuid], frozenset(before.users.get(account, ())),
                 resources.get(specs[uuid].resource_uuid) or {}), result)
-        result.seconds = time.monotonic() - started
-        return result
+        return after
 
     def _bill_before_removal(self, accounts: Mapping[str, str], specs: Mapping[str, AllocationSpec],
                              resources: Mapping[str, Mapping[str, Any]], before: ActualState) -> None:
@@ -229,6 +247,16 @@ class OrderProcessor(OrderSteps):
             self._apply(plan.operations)
         except SlurmCommandError as error:
             log.error("roll-back of %s for order %s failed: %s", account, spec.order_uuid, error)
+
+
+def write_parts(specs: Mapping[str, AllocationSpec], size: int) -> List[Dict[str, AllocationSpec]]:
+    """A task's orders in the parts that are each planned and written together: the Creates and Updates in
+    runs of ``size`` (each one ``load`` that finishes well inside the write timeout), then every removal in one
+    part (the adapter bounds each removal write itself) planned against a fresh read that shows the new children."""
+    ensure = [(uuid, spec) for uuid, spec in specs.items() if not spec.remove]
+    parts = [dict(ensure[i:i + size]) for i in range(0, len(ensure), max(1, size))]
+    removals = {uuid: spec for uuid, spec in specs.items() if spec.remove}
+    return parts + ([removals] if removals else [])
 
 
 def _one_per_resource(orders: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any]]:

@@ -1,0 +1,157 @@
+"""Scale curve: n Creates then n Terminates through a real worker, beside the floor (one `sacctmgr load` of the
+same tree), at growing n, each size on a private bed of its own that is purged afterwards.
+
+    python benchmarks/scale_curve.py [--sizes 50,500,1000,2000] [--batch 100]
+
+The shape is a site's: n/10 customers, n/4 projects, each project a team of 3-10 members (every allocation of a
+project gets that team). Counts every sacctmgr process and write (`-i`) with a PATH shim. The Redis is the
+benchmark's own, the beds are its own: nothing shared is touched. Prints one table row per size.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_bed import own_redis  # noqa: E402
+from private_bed import private_bed  # noqa: E402
+from pull_orders import COMPONENTS, counting_shim  # noqa: E402
+from slurm_sync.domain.real_tree import ActualState  # noqa: E402
+from slurm_sync.domain.slurm_objects import AccountSpec, AddAccounts  # noqa: E402
+from slurm_sync.slurm.runner import NativeExecutor  # noqa: E402
+from slurm_sync.slurm.sacctmgr import SacctmgrClient  # noqa: E402
+from testkit.celery_procs import start_worker, sync_environment  # noqa: E402
+from testkit.waldur_emulator import WaldurEmulator  # noqa: E402
+
+PARENT = "scale"
+
+
+def seed(emu: WaldurEmulator, n: int) -> tuple:
+    offering = emu.add_offering("SLURM scale", components=COMPONENTS)
+    customers = [emu.add_customer(f"Scale customer {c}", slug=f"sc{c}") for c in range(max(1, n // 10))]
+    projects, teams = [], []
+    for p in range(max(1, n // 4)):
+        projects.append(emu.add_project(customers[p % len(customers)]["uuid"], f"Scale project {p}", slug=f"sp{p}"))
+        team = []
+        for k in range(3 + p % 8):
+            user = emu.add_user(f"scale-user-{p}-{k}")
+            emu.add_offering_user(offering["uuid"], user["uuid"], f"su{p}x{k}")
+            team.append(user["uuid"])
+        teams.append(team)
+    orders = []
+    for a in range(n):
+        order = emu.create_order(offering["uuid"], projects[a % len(projects)]["uuid"], type="Create",
+                                 limits={"cpu": 100 + a}, attributes={"name": f"scale-{a}"})
+        for user in teams[a % len(projects)]:
+            emu.add_team_member(order["marketplace_resource_uuid"], user)
+        orders.append(order)
+    return offering, orders
+
+
+def wait_done(emu: WaldurEmulator, count: int, started: float, worker, limit: float) -> float:
+    while emu.count("POST", "set_state_done") + emu.count("POST", "set_state_erred") < count:
+        time.sleep(0.2)
+        if time.monotonic() - started > limit:
+            print(worker.tail(), file=sys.stderr)
+            raise SystemExit("timed out")
+    return time.monotonic() - started
+
+
+def writes(calls: Path) -> tuple:
+    lines = calls.read_text().splitlines()
+    calls.write_text("")
+    return len(lines), sum(1 for line in lines if line.startswith("-i"))
+
+
+def our_tree(client: SacctmgrClient) -> AddAccounts:
+    """What slurm-sync made under PARENT, as one load (parents first)."""
+    rows = client.read_associations()
+    tree = ActualState(rows)
+    accounts = list(reversed(tree.subtree(PARENT)))
+    specs = tuple(AccountSpec(a, tree.parent(a) or "root", description=tree.description(a),
+                              grp_tres_mins=tree.limits(a)) for a in accounts)
+    users = tuple((user, a) for a in accounts for user in sorted(tree.users.get(a, ())))
+    return AddAccounts(specs, users)
+
+
+def slurm_sync_point(n: int, batch: int, work: Path) -> dict:
+    calls = work / "sacctmgr.calls"
+    counting_shim(work / "bin", calls)
+    redis_proc, broker = own_redis(work)
+    emu = WaldurEmulator(token="bench").start()
+    worker = None
+    try:
+        offering, orders = seed(emu, n)
+        env = sync_environment(os.environ, PATH=f"{work / 'bin'}:{os.environ['PATH']}", WALDUR_API_URL=emu.url,
+                               WALDUR_API_TOKEN="bench", WALDUR_OFFERING_UUID=offering["uuid"],
+                               SLURM_DEFAULT_ACCOUNT=PARENT, CELERY_BROKER_URL=broker, REDIS_URL=broker,
+                               SLURM_SYNC_BATCH_SIZE=str(batch))
+        worker = start_worker(env, work)
+        from celery import Celery
+        app = Celery("bench")
+        app.config_from_object("celeryconfig")
+        app.conf.broker_url = broker
+        calls.write_text("")
+        started = time.monotonic()
+        app.send_task("tasks.pull.poll_orders")
+        point = {"create_s": wait_done(emu, n, started, worker, 3600)}
+        point["create_processes"], point["create_writes"] = writes(calls)
+        point["erred"] = sum(1 for o in orders if emu.get_order(o["uuid"])["state"] != "done")
+        client = SacctmgrClient(NativeExecutor(timeout=600), timeout=600)
+        point["tree"] = our_tree(client)
+        for order in orders:
+            emu.create_order(offering["uuid"], order["project_uuid"], type="Terminate",
+                             resource_uuid=order["marketplace_resource_uuid"])
+        started = time.monotonic()
+        app.send_task("tasks.pull.poll_orders")
+        point["terminate_s"] = wait_done(emu, 2 * n, started, worker, 3600)
+        point["terminate_processes"], point["terminate_writes"] = writes(calls)
+        point["left"] = len(ActualState(client.read_associations()).subtree(PARENT)) - 1
+        return point
+    finally:
+        if worker:
+            worker.kill()
+        emu.stop()
+        redis_proc.terminate()
+
+
+def floor(tree: AddAccounts) -> float:
+    client = SacctmgrClient(NativeExecutor(timeout=3600), timeout=3600)
+    started = time.monotonic()
+    client.apply([tree])
+    return time.monotonic() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="50,500,1000,2000")
+    parser.add_argument("--batch", type=int, default=100, help="SLURM_SYNC_BATCH_SIZE")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("needs root: each size brings up a private SLURM bed", file=sys.stderr)
+        return 2
+    print(f"{'n':>5} {'accounts':>8} {'users':>6} | {'Creates s':>9} {'writes':>6} {'procs':>5} | "
+          f"{'1 load s':>8} {'ratio':>5} | {'Terminate s':>11} {'writes':>6} {'procs':>5} {'left':>4}", flush=True)
+    for n in (int(size) for size in args.sizes.split(",")):
+        work = Path(tempfile.mkdtemp(prefix="slurm-sync-scale-"))
+        (work / "bin").mkdir()
+        with private_bed(f"scale{n}"):
+            point = slurm_sync_point(n, args.batch, work)
+        with private_bed(f"floor{n}"):
+            floor_s = floor(point["tree"])
+        tree = point["tree"]
+        print(f"{n:>5} {len(tree.accounts):>8} {len(tree.users):>6} | {point['create_s']:>9.1f} "
+              f"{point['create_writes']:>6} {point['create_processes']:>5} | {floor_s:>8.1f} "
+              f"{point['create_s'] / floor_s:>5.2f} | {point['terminate_s']:>11.1f} {point['terminate_writes']:>6} "
+              f"{point['terminate_processes']:>5} {point['left']:>4}"
+              + (f"  ({point['erred']} Creates erred)" if point["erred"] else ""), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
