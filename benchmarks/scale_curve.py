@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -79,7 +80,18 @@ def our_tree(client: SacctmgrClient) -> AddAccounts:
     return AddAccounts(specs, users)
 
 
-def slurm_sync_point(n: int, batch: int, work: Path) -> dict:
+def age_associations(days: int = 2) -> None:
+    """Make the private bed's associations look ``days`` old. slurmdbd 22.05 deletes an association younger than a
+    day (and without jobs) row by row, renumbering the tree's lft/rgt for each: minutes for thousands; an older one
+    (a site's allocation, which lived for more than a day or ran a job) it only marks deleted."""
+    db = {k: os.environ[f"SLURM_SYNC_TESTBED_DB_{k}"] for k in ("HOST", "PORT", "USER", "PASSWORD", "NAME")}
+    table = f"{os.environ['SLURM_SYNC_TESTBED_CLUSTER']}_assoc_table"
+    subprocess.run(["mariadb", "--protocol=tcp", f"-h{db['HOST']}", f"-P{db['PORT']}", f"-u{db['USER']}",
+                    f"-p{db['PASSWORD']}", db["NAME"], "-e",
+                    f"UPDATE `{table}` SET creation_time = creation_time - {days * 86400}"], check=True, timeout=120)
+
+
+def slurm_sync_point(n: int, batch: int, work: Path, young: bool) -> dict:
     calls = work / "sacctmgr.calls"
     counting_shim(work / "bin", calls)
     redis_proc, broker = own_redis(work)
@@ -104,6 +116,8 @@ def slurm_sync_point(n: int, batch: int, work: Path) -> dict:
         point["erred"] = sum(1 for o in orders if emu.get_order(o["uuid"])["state"] != "done")
         client = SacctmgrClient(NativeExecutor(timeout=600), timeout=600)
         point["tree"] = our_tree(client)
+        if not young:
+            age_associations()
         for order in orders:
             emu.create_order(offering["uuid"], order["project_uuid"], type="Terminate",
                              resource_uuid=order["marketplace_resource_uuid"])
@@ -131,6 +145,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="50,500,1000,2000")
     parser.add_argument("--batch", type=int, default=100, help="SLURM_SYNC_BATCH_SIZE")
+    parser.add_argument("--young", action="store_true", help="terminate allocations minutes old (the worst case: "
+                        "slurmdbd renumbers its tree per association) instead of ones that lived for two days")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root: each size brings up a private SLURM bed", file=sys.stderr)
@@ -141,7 +157,7 @@ def main() -> int:
         work = Path(tempfile.mkdtemp(prefix="slurm-sync-scale-"))
         (work / "bin").mkdir()
         with private_bed(f"scale{n}"):
-            point = slurm_sync_point(n, args.batch, work)
+            point = slurm_sync_point(n, args.batch, work, args.young)
         with private_bed(f"floor{n}"):
             floor_s = floor(point["tree"])
         tree = point["tree"]

@@ -4,8 +4,6 @@ from slurm_sync.domain.desired import AccountRef, AllocationSpec
 from slurm_sync.domain.real_tree import ActualState, after_additions
 from slurm_sync.domain.slurm_objects import (AccountSpec, AddAccounts, AddUsers, Association, RemoveAccounts,
                                              SetLimits)
-from slurm_sync.slurm.runner import NativeExecutor
-from slurm_sync.slurm.sacctmgr import SacctmgrClient
 from slurm_sync.sync.pull import write_parts
 
 from tests.pull_scenario import slurm_tree
