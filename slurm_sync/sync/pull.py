@@ -50,7 +50,7 @@ class OrderProcessor(OrderSteps):
     def __init__(self, waldur: WaldurAPI, slurm: Any, components: Components, policy: NamingPolicy,
                  on_new_users: Optional[Callable[[Iterable[str]], None]] = None,
                  before_remove: Optional[Callable[[Dict[str, Mapping[str, Any]]], None]] = None,
-                 write_size: int = 100):
+                 write_size: int = 1000):
         self.waldur = waldur
         self.slurm = slurm
         self.components = components
