@@ -1,13 +1,20 @@
-"""What the benchmarks share: their own Redis server, and removing the tree a benchmark made on the bed with the
-tests' own helper."""
+"""What the benchmarks share: their own Redis server, a private SLURM bed, a PATH shim counting sacctmgr calls,
+waiting for orders to be final, and removing the tree a benchmark made on the shared bed with the tests' own helper."""
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Dict, Iterator
+
+import testkit.testbed as testbed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,3 +44,54 @@ def own_redis(work: Path) -> tuple:
                 return proc, f"redis://127.0.0.1:{port}/0"
         time.sleep(0.05)
     raise SystemExit("redis-server did not start")
+
+
+@contextlib.contextmanager
+def private_bed(name: str, port_base: int = 6917) -> Iterator[Dict[str, str]]:
+    """A throw-away bed for cluster ``name``: its own directory, ports and accounting database, purged (database
+    dropped) at the end; its variables are in os.environ meanwhile. A scale benchmark then never removes a big
+    tree from the shared bed: removals on a big tree cost minutes, and one killed mid-way leaves slurmdbd
+    rolling back for hours."""
+    directory = tempfile.mkdtemp(prefix=f"slurm-sync-{name}-", dir="/var/tmp")
+    os.chmod(directory, 0o755)
+    saved = dict(os.environ)
+    try:
+        testbed.up(directory, cluster=name, slurm_port_base=port_base, say=lambda m: None)
+        variables = testbed.env(directory)
+        os.environ.update(variables)
+        yield variables
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        testbed.down(directory, purge=True, say=lambda m: None)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def sender(broker: str):
+    """A Celery app that only sends tasks to the worker listening on ``broker`` (the project's celeryconfig)."""
+    from celery import Celery
+    app = Celery("bench")
+    app.config_from_object("celeryconfig")
+    app.conf.broker_url = broker
+    return app
+
+
+def counting_shim(directory: Path, log: Path) -> None:
+    """A ``sacctmgr`` in ``directory`` (put it first on PATH) that appends its arguments to ``log``, then runs the
+    real one: a line starting with ``-i`` is a write."""
+    real = shutil.which("sacctmgr")
+    shim = directory / "sacctmgr"
+    shim.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
+    shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
+
+
+def wait_final(emu, count: int, started: float, worker, limit: float) -> float:
+    """Seconds from ``started`` until ``count`` orders were reported done or erred. It polls the emulator's request
+    log, not the orders: rendering thousands of orders every 200 ms would starve the in-process emulator of the
+    GIL and measure the harness instead of the worker."""
+    while emu.count("POST", "set_state_done") + emu.count("POST", "set_state_erred") < count:
+        time.sleep(0.2)
+        if time.monotonic() - started > limit:
+            print(worker.tail(), file=sys.stderr)
+            raise SystemExit("timed out")
+    return time.monotonic() - started

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import stat
 import sys
 import tempfile
 import time
@@ -19,20 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_bed import own_redis, remove_tree  # noqa: E402
+from bench_bed import counting_shim, own_redis, sender, remove_tree, wait_final  # noqa: E402
 from testkit.celery_procs import start_worker, sync_environment  # noqa: E402
 from testkit.waldur_emulator import WaldurEmulator  # noqa: E402
 
 COMPONENTS = [{"type": "cpu", "name": "CPU", "measured_unit": "k-Hours", "billing_type": "usage"},
               {"type": "mem", "name": "RAM", "measured_unit": "gb-Hours", "billing_type": "usage"},
               {"type": "gpu", "name": "GPU", "measured_unit": "hours", "billing_type": "usage"}]
-
-
-def counting_shim(directory: Path, log: Path) -> None:
-    real = shutil.which("sacctmgr")
-    shim = directory / "sacctmgr"
-    shim.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
-    shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
 
 
 def seed(emu: WaldurEmulator, orders: int, customers: int, users_per_order: int) -> list:
@@ -104,23 +95,13 @@ def main() -> int:
                            SLURM_DEFAULT_ACCOUNT=parent, CELERY_BROKER_URL=broker, REDIS_URL=broker,
                            SLURM_SYNC_BATCH_SIZE=str(args.batch))
     worker = start_worker(env, work)
-    from celery import Celery
-    app = Celery("bench")
-    app.config_from_object("celeryconfig")
-    app.conf.broker_url = broker
+    app = sender(broker)
     try:
         seeded_requests = len(emu.requests)
         calls.write_text("")
         started = time.monotonic()
         app.send_task("tasks.pull.poll_orders")
-        # poll the request log, not the orders: rendering 500 orders every 100 ms would starve the
-        # in-process emulator of the GIL and measure the harness instead of the worker
-        while emu.count("POST", "set_state_done") + emu.count("POST", "set_state_erred") < len(orders):
-            time.sleep(0.2)
-            if time.monotonic() - started > 600:
-                print(worker.tail(), file=sys.stderr)
-                raise SystemExit("timed out")
-        seconds = time.monotonic() - started
+        seconds = wait_final(emu, len(orders), started, worker, 600)
         states = [emu.get_order(o["uuid"])["state"] for o in orders]
         lines = calls.read_text().splitlines()
         requests = len(emu.requests) - seeded_requests

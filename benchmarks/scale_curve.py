@@ -19,9 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_bed import own_redis  # noqa: E402
-from private_bed import private_bed  # noqa: E402
-from pull_orders import COMPONENTS, counting_shim  # noqa: E402
+from bench_bed import counting_shim, own_redis, sender, private_bed, wait_final  # noqa: E402
+from pull_orders import COMPONENTS  # noqa: E402
 from slurm_sync.domain.real_tree import ActualState  # noqa: E402
 from slurm_sync.domain.slurm_objects import AccountSpec, AddAccounts  # noqa: E402
 from slurm_sync.slurm.runner import NativeExecutor  # noqa: E402
@@ -52,15 +51,6 @@ def seed(emu: WaldurEmulator, n: int) -> tuple:
             emu.add_team_member(order["marketplace_resource_uuid"], user)
         orders.append(order)
     return offering, orders
-
-
-def wait_done(emu: WaldurEmulator, count: int, started: float, worker, limit: float) -> float:
-    while emu.count("POST", "set_state_done") + emu.count("POST", "set_state_erred") < count:
-        time.sleep(0.2)
-        if time.monotonic() - started > limit:
-            print(worker.tail(), file=sys.stderr)
-            raise SystemExit("timed out")
-    return time.monotonic() - started
 
 
 def writes(calls: Path) -> tuple:
@@ -104,14 +94,11 @@ def slurm_sync_point(n: int, batch: int, work: Path, young: bool) -> dict:
                                SLURM_DEFAULT_ACCOUNT=PARENT, CELERY_BROKER_URL=broker, REDIS_URL=broker,
                                SLURM_SYNC_BATCH_SIZE=str(batch))
         worker = start_worker(env, work)
-        from celery import Celery
-        app = Celery("bench")
-        app.config_from_object("celeryconfig")
-        app.conf.broker_url = broker
+        app = sender(broker)
         calls.write_text("")
         started = time.monotonic()
         app.send_task("tasks.pull.poll_orders")
-        point = {"create_s": wait_done(emu, n, started, worker, 3600)}
+        point = {"create_s": wait_final(emu, n, started, worker, 3600)}
         point["create_processes"], point["create_writes"] = writes(calls)
         point["erred"] = sum(1 for o in orders if emu.get_order(o["uuid"])["state"] != "done")
         client = SacctmgrClient(NativeExecutor(timeout=600), timeout=600)
@@ -123,7 +110,7 @@ def slurm_sync_point(n: int, batch: int, work: Path, young: bool) -> dict:
                              resource_uuid=order["marketplace_resource_uuid"])
         started = time.monotonic()
         app.send_task("tasks.pull.poll_orders")
-        point["terminate_s"] = wait_done(emu, 2 * n, started, worker, 3600)
+        point["terminate_s"] = wait_final(emu, 2 * n, started, worker, 3600)
         point["terminate_processes"], point["terminate_writes"] = writes(calls)
         point["left"] = len(ActualState(client.read_associations()).subtree(PARENT)) - 1
         return point

@@ -7,10 +7,11 @@ ownership mark); validate each order (a bad one is erred alone); read SLURM once
 part (SLURM_SYNC_BATCH_SIZE Creates/Updates, then all removals: :func:`write_parts`); post the
 final usage of allocations about to be removed; apply it; report its orders done. The tree a
 part leaves is known without reading SLURM again when the part only added (:func:`after_additions`),
-so a big batch of Creates reads the tree once, not once per write: the read grows with the tree. A transient Waldur error on one order's own step (approve, team, backend_id, done, erred)
-defers that order alone (result "deferred": the task takes it up again) and the batch goes on to its
-SLURM commit; an order's progress is where the truth is: Waldur's order state says whether it is
-approved or done, the SLURM tree whether it is written, so a retry repeats no step. If the batch's apply
+so a big batch of Creates reads the tree once, not once per write: the read grows with the tree.
+A transient Waldur error on one order's own step (approve, team, backend_id, done, erred) defers
+that order alone (result "deferred": the task takes it up again) and the rest go on to their SLURM
+commit; an order's progress is where the truth is: Waldur's order state says whether it is
+approved or done, the SLURM tree whether it is written, so a retry repeats no step. If a part's apply
 fails, each order is retried alone against a fresh read so the failure lands on the order that
 caused it, and a Create that still fails is rolled back (its accounts removed) before it is
 erred: no half tree is left without a record. Correctness never depends on Redis: every step
@@ -191,7 +192,7 @@ class OrderProcessor(OrderSteps):
         try:
             result.commits += self._apply(plan.operations)
         except SlurmCommandError as error:
-            log.warning("batch of %d orders failed in SLURM (%s); retrying one order at a time", len(applied), error)
+            log.warning("a part of %d orders failed in SLURM (%s); retrying one order at a time", len(applied), error)
             applied = self._apply_one_by_one({u: specs[u] for u in applied}, by_uuid, result)
             after = None
         for uuid, account in applied.items():
