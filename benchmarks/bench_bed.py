@@ -1,4 +1,4 @@
-"""What the benchmarks share: their own Redis server, a private SLURM bed, a PATH shim counting sacctmgr calls,
+"""What the benchmarks share: their own Redis server, a private SLURM bed, a PATH shim timing sacctmgr calls,
 waiting for orders to be final, and removing the tree a benchmark made on the shared bed with the tests' own helper."""
 from __future__ import annotations
 
@@ -76,13 +76,36 @@ def sender(broker: str):
     return app
 
 
-def counting_shim(directory: Path, log: Path) -> None:
-    """A ``sacctmgr`` in ``directory`` (put it first on PATH) that appends its arguments to ``log``, then runs the
-    real one: a line starting with ``-i`` is a write."""
-    real = shutil.which("sacctmgr")
-    shim = directory / "sacctmgr"
-    shim.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
-    shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
+class SacctmgrCalls:
+    """A ``sacctmgr`` shim in ``directory`` (put it first on PATH) that runs the real one and logs each call's
+    start, end and arguments, so a benchmark counts processes and writes (``-i``) and the time spent in them."""
+
+    def __init__(self, directory: Path):
+        self.log = directory / "sacctmgr.calls"
+        real = shutil.which("sacctmgr")
+        shim = directory / "sacctmgr"
+        shim.write_text(f'#!/bin/sh\nstart=$(date +%s.%N)\n{real} "$@"\nrc=$?\n'
+                        f'echo "$start $(date +%s.%N) $*" >> {self.log}\nexit $rc\n')
+        shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
+        self.reset()
+
+    def reset(self) -> None:
+        self.log.write_text("")
+
+    def _calls(self) -> list:
+        return [line.split(" ", 2) for line in self.log.read_text().splitlines()]
+
+    @property
+    def processes(self) -> int:
+        return len(self._calls())
+
+    @property
+    def writes(self) -> int:
+        return sum(1 for _, _, args in self._calls() if args.startswith("-i"))
+
+    @property
+    def seconds(self) -> float:
+        return sum(float(end) - float(start) for start, end, _ in self._calls())
 
 
 def wait_final(emu, count: int, started: float, worker, limit: float) -> float:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_bed import counting_shim, own_redis, sender, remove_tree, wait_final  # noqa: E402
+from bench_bed import SacctmgrCalls, own_redis, remove_tree, sender, wait_final  # noqa: E402
 from testkit.celery_procs import start_worker, sync_environment  # noqa: E402
 from testkit.waldur_emulator import WaldurEmulator  # noqa: E402
 
@@ -84,8 +84,7 @@ def main() -> int:
         return 2
     work = Path(tempfile.mkdtemp(prefix="slurm-sync-bench-"))
     (work / "bin").mkdir()
-    calls = work / "sacctmgr.calls"
-    counting_shim(work / "bin", calls)
+    calls = SacctmgrCalls(work / "bin")
     redis_proc, broker = own_redis(work)
     emu = WaldurEmulator(token="bench", profile=args.profile).start()
     offering, orders = seed(emu, args.orders, args.customers, args.users)
@@ -98,26 +97,24 @@ def main() -> int:
     app = sender(broker)
     try:
         seeded_requests = len(emu.requests)
-        calls.write_text("")
+        calls.reset()
         started = time.monotonic()
         app.send_task("tasks.pull.poll_orders")
         seconds = wait_final(emu, len(orders), started, worker, 600)
         states = [emu.get_order(o["uuid"])["state"] for o in orders]
-        lines = calls.read_text().splitlines()
         requests = len(emu.requests) - seeded_requests
         print(f"orders: {len(orders)} ({args.customers} customers, {args.users} users each), "
               f"Waldur profile {args.profile}; "
               f"done {states.count('done')}, erred {states.count('erred')}")
         print(f"seconds until all done: {seconds:.2f}")
-        print(f"sacctmgr processes: {len(lines)}, writes (-i): {sum(1 for l in lines if l.startswith('-i'))}")
+        print(f"sacctmgr processes: {calls.processes}, writes (-i): {calls.writes}, {calls.seconds:.2f} s in sacctmgr")
         print(f"Waldur requests: {requests} ({requests / len(orders):.2f} per order)")
 
-        calls.write_text("")
+        calls.reset()
         before = len(emu.requests)
         app.send_task("tasks.pull.poll_orders")
         time.sleep(3)
-        lines = calls.read_text().splitlines()
-        print(f"idle cycle: sacctmgr writes {sum(1 for l in lines if l.startswith('-i'))}, "
+        print(f"idle cycle: sacctmgr writes {calls.writes}, "
               f"Waldur requests {len(emu.requests) - before}")
         push_cycles(emu, offering["uuid"], env)
     finally:

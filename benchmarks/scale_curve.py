@@ -1,11 +1,12 @@
 """Scale curve: n Creates then n Terminates through a real worker, beside the floor (one `sacctmgr load` of the
 same tree), at growing n, each size on a private bed of its own that is purged afterwards.
 
-    python benchmarks/scale_curve.py [--sizes 50,500,1000,2000] [--batch 100]
+    python benchmarks/scale_curve.py [--sizes 50,500,1000,2000] [--batch 1000]
 
 The shape is a site's: n/10 customers, n/4 projects, each project a team of 3-10 members (every allocation of a
-project gets that team). Counts every sacctmgr process and write (`-i`) with a PATH shim. The Redis is the
-benchmark's own, the beds are its own: nothing shared is touched. Prints one table row per size.
+project gets that team). Counts every sacctmgr process and write (`-i`), and the time spent in them, with a
+PATH shim. The Redis is the benchmark's own, the beds are its own: nothing shared is touched. Prints one table
+row per size.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_bed import counting_shim, own_redis, sender, private_bed, wait_final  # noqa: E402
+from bench_bed import SacctmgrCalls, own_redis, private_bed, sender, wait_final  # noqa: E402
 from pull_orders import COMPONENTS  # noqa: E402
 from slurm_sync.domain.real_tree import ActualState  # noqa: E402
 from slurm_sync.domain.slurm_objects import AccountSpec, AddAccounts  # noqa: E402
@@ -53,10 +54,11 @@ def seed(emu: WaldurEmulator, n: int) -> tuple:
     return offering, orders
 
 
-def writes(calls: Path) -> tuple:
-    lines = calls.read_text().splitlines()
-    calls.write_text("")
-    return len(lines), sum(1 for line in lines if line.startswith("-i"))
+def taken(calls: SacctmgrCalls) -> tuple:
+    """(writes, processes, seconds in sacctmgr) since the last call; then starts counting anew."""
+    figures = calls.writes, calls.processes, calls.seconds
+    calls.reset()
+    return figures
 
 
 def our_tree(client: SacctmgrClient) -> AddAccounts:
@@ -82,8 +84,7 @@ def age_associations(days: int = 2) -> None:
 
 
 def slurm_sync_point(n: int, batch: int, work: Path, young: bool) -> dict:
-    calls = work / "sacctmgr.calls"
-    counting_shim(work / "bin", calls)
+    calls = SacctmgrCalls(work / "bin")
     redis_proc, broker = own_redis(work)
     emu = WaldurEmulator(token="bench").start()
     worker = None
@@ -95,11 +96,11 @@ def slurm_sync_point(n: int, batch: int, work: Path, young: bool) -> dict:
                                SLURM_SYNC_BATCH_SIZE=str(batch))
         worker = start_worker(env, work)
         app = sender(broker)
-        calls.write_text("")
+        calls.reset()
         started = time.monotonic()
         app.send_task("tasks.pull.poll_orders")
         point = {"create_s": wait_final(emu, n, started, worker, 3600)}
-        point["create_processes"], point["create_writes"] = writes(calls)
+        point["create_writes"], point["create_procs"], point["create_slurm_s"] = taken(calls)
         point["erred"] = sum(1 for o in orders if emu.get_order(o["uuid"])["state"] != "done")
         client = SacctmgrClient(NativeExecutor(timeout=600), timeout=600)
         point["tree"] = our_tree(client)
@@ -111,7 +112,7 @@ def slurm_sync_point(n: int, batch: int, work: Path, young: bool) -> dict:
         started = time.monotonic()
         app.send_task("tasks.pull.poll_orders")
         point["terminate_s"] = wait_final(emu, 2 * n, started, worker, 3600)
-        point["terminate_processes"], point["terminate_writes"] = writes(calls)
+        point["terminate_writes"], point["terminate_procs"], point["terminate_slurm_s"] = taken(calls)
         point["left"] = len(ActualState(client.read_associations()).subtree(PARENT)) - 1
         return point
     finally:
@@ -131,28 +132,28 @@ def floor(tree: AddAccounts) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="50,500,1000,2000")
-    parser.add_argument("--batch", type=int, default=100, help="SLURM_SYNC_BATCH_SIZE")
+    parser.add_argument("--batch", type=int, default=1000, help="SLURM_SYNC_BATCH_SIZE (the product's default)")
     parser.add_argument("--young", action="store_true", help="terminate allocations minutes old (the worst case: "
                         "slurmdbd renumbers its tree per association) instead of ones that lived for two days")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root: each size brings up a private SLURM bed", file=sys.stderr)
         return 2
-    print(f"{'n':>5} {'accounts':>8} {'users':>6} | {'Creates s':>9} {'writes':>6} {'procs':>5} | "
-          f"{'1 load s':>8} {'ratio':>5} | {'Terminate s':>11} {'writes':>6} {'procs':>5} {'left':>4}", flush=True)
+    print(f"{'n':>5} {'accounts':>8} {'users':>6} | {'Creates s':>9} {'in sacctmgr':>11} {'writes':>6} {'procs':>5} | "
+          f"{'1 load s':>8} {'ratio':>5} | {'Terminate s':>11} {'in sacctmgr':>11} {'writes':>6} {'procs':>5} "
+          f"{'left':>4}", flush=True)
     for n in (int(size) for size in args.sizes.split(",")):
         work = Path(tempfile.mkdtemp(prefix="slurm-sync-scale-"))
         (work / "bin").mkdir()
         with private_bed(f"scale{n}"):
-            point = slurm_sync_point(n, args.batch, work, args.young)
+            p = slurm_sync_point(n, args.batch, work, args.young)
         with private_bed(f"floor{n}"):
-            floor_s = floor(point["tree"])
-        tree = point["tree"]
-        print(f"{n:>5} {len(tree.accounts):>8} {len(tree.users):>6} | {point['create_s']:>9.1f} "
-              f"{point['create_writes']:>6} {point['create_processes']:>5} | {floor_s:>8.1f} "
-              f"{point['create_s'] / floor_s:>5.2f} | {point['terminate_s']:>11.1f} {point['terminate_writes']:>6} "
-              f"{point['terminate_processes']:>5} {point['left']:>4}"
-              + (f"  ({point['erred']} Creates erred)" if point["erred"] else ""), flush=True)
+            floor_s = floor(p["tree"])
+        print(f"{n:>5} {len(p['tree'].accounts):>8} {len(p['tree'].users):>6} | {p['create_s']:>9.1f} "
+              f"{p['create_slurm_s']:>11.1f} {p['create_writes']:>6} {p['create_procs']:>5} | {floor_s:>8.1f} "
+              f"{p['create_s'] / floor_s:>5.2f} | {p['terminate_s']:>11.1f} {p['terminate_slurm_s']:>11.1f} "
+              f"{p['terminate_writes']:>6} {p['terminate_procs']:>5} {p['left']:>4}"
+              + (f"  ({p['erred']} Creates erred)" if p["erred"] else ""), flush=True)
     return 0
 
 
