@@ -55,7 +55,8 @@ def push_cycles(emu: WaldurEmulator, offering_uuid: str, env: dict) -> None:
     """Two push cycles over the allocations just made: the first reports what Waldur lacks
     (associations, zero usage), the second is idle and should only read."""
     from slurm_sync.domain.components import load_components
-    from slurm_sync.sync.push import MemoryStore, UsageReporter
+    from slurm_sync.sync.push import UsageReporter
+    from slurm_sync.sync.reported_store import MemoryStore
     from slurm_sync.slurm.runner import NativeExecutor
     from slurm_sync.slurm.sacctmgr import SacctmgrClient
     from slurm_sync.waldur.api import WaldurAPI

@@ -16,6 +16,7 @@ a time.
 | ``lock:sync-memberships`` | poll interval x 5 | a membership sync never overlaps itself (it writes under the SLURM write lock too) |
 | ``lock:report-usage`` | usage interval x 5 | a usage cycle never overlaps itself |
 | ``usage:<resource>:<YYYY-MM>`` (hash) | 100 days | the last reported amounts: only changes are posted |
+| ``usage-ledger:<YYYY-MM>`` (hash: ``meta``, ``a:<account>`` -> JSON) | 100 days | the month's settled jobs per account and the watermark they are complete up to: a cycle reads only the jobs since (slurm_sync/domain/usage_ledger.py); lost, the month is read whole once |
 | ``state:<resource>`` | 100 days | the allocation state last reported (a 7.0-line server does not show it) |
 | ``last-success:<task>`` | 90 days | when the task last succeeded: health check and metrics |
 | ``waldur-generation:<api url>`` | 1 day | the Waldur API generation learnt from the server: every worker agrees, one probe a day |
@@ -69,6 +70,9 @@ class RedisKeys:
         """A SCAN pattern for the usage hashes of one resource, one month, or all."""
         when = f"{month[0]}-{month[1]:02d}" if month else "*"
         return f"{self.base}usage:{resource or '*'}:{when}"
+
+    def usage_ledger(self, month: Tuple[int, int]) -> str:
+        return f"{self.base}usage-ledger:{month[0]}-{month[1]:02d}"
 
     def state(self, resource: str) -> str:
         return f"{self.base}state:{resource}"

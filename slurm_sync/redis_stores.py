@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Optional
 
+from slurm_sync.domain.usage_ledger import MonthLedger
 from slurm_sync.redis_keys import RedisKeys
 from slurm_sync.waldur.generation import GENERATIONS
 
@@ -44,6 +45,34 @@ class RedisReportedStore:
 
     def forget(self, resource=None, month=None):
         for key in self.redis.scan_iter(match=self.keys.usage_pattern(resource, month)):
+            self.redis.delete(key)
+
+
+class RedisUsageLedger:
+    """A :class:`~slurm_sync.sync.month_usage.LedgerStore` in Redis: hash ``usage-ledger:<YYYY-MM>``, 100 days,
+    replaced whole in one MULTI/EXEC so a reader never sees half a cycle's ledger."""
+
+    def __init__(self, client, keys: RedisKeys):
+        self.redis = client
+        self._key = keys.usage_ledger
+
+    def get(self, month):
+        raw = self.redis.hgetall(self._key(month))
+        return MonthLedger.load({k.decode(): v.decode() for k, v in raw.items()}) if raw else None
+
+    def put(self, month, ledger):
+        key = self._key(month)
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.hset(key, mapping=ledger.dump())
+            pipe.expire(key, REPORTED_TTL)
+            pipe.execute()
+
+    def forget(self, month=None):
+        if month is not None:
+            self.redis.delete(self._key(month))
+            return
+        for key in self.redis.scan_iter(match=self._key((0, 0)).replace("0-00", "*")):
             self.redis.delete(key)
 
 

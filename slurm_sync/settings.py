@@ -64,6 +64,8 @@ class Settings:
     usage_interval: float = 900.0
     usage_timezone: str = "UTC"
     usage_closing_day: int = 3
+    usage_recount_hours: int = 24  # a month's ledger is read whole again after this; 0: every cycle
+    usage_settle_seconds: int = 300  # jobs that ended this long before sdiag's answer are settled
     metrics_port: int = 0  # 0: no /metrics endpoint
     metrics_addr: str = "127.0.0.1"  # the address /metrics binds to
     log_format: str = "text"
@@ -219,6 +221,8 @@ VARIABLES: Dict[str, Tuple[str, Callable[[str], object]]] = {
     "SLURM_SYNC_USAGE_INTERVAL": ("usage_interval", _positive_seconds),
     "SLURM_SYNC_USAGE_TIMEZONE": ("usage_timezone", _timezone),
     "SLURM_SYNC_USAGE_CLOSING_DAY": ("usage_closing_day", _int_between(1, 28)),
+    "SLURM_SYNC_USAGE_RECOUNT_HOURS": ("usage_recount_hours", _int_between(0, 24 * 31)),
+    "SLURM_SYNC_USAGE_SETTLE_SECONDS": ("usage_settle_seconds", _int_between(0, 86400)),
     "SLURM_SYNC_METRICS_PORT": ("metrics_port", _int_between(0, 65535)),
     "SLURM_SYNC_METRICS_ADDR": ("metrics_addr", _ip_address),
     "SLURM_SYNC_LOG_FORMAT": ("log_format", _choice("text", "json")),

@@ -7,6 +7,7 @@ as the worker does. Settings are read from the environment only by :mod:`slurm_s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Optional
 
 import redis
@@ -15,7 +16,7 @@ from slurm_sync.domain.components import Components, load_components
 from slurm_sync.domain.desired import NamingPolicy
 from slurm_sync.observability import metrics
 from slurm_sync.redis_keys import RedisKeys
-from slurm_sync.redis_stores import RedisGenerationCache, RedisReportedStore
+from slurm_sync.redis_stores import RedisGenerationCache, RedisReportedStore, RedisUsageLedger
 from slurm_sync.settings import Settings, load_settings
 from slurm_sync.slurm.runner import NativeExecutor, make_executor
 from slurm_sync.slurm.sacct import PopenLines
@@ -76,11 +77,17 @@ class Runtime:
     def reported_store(self) -> RedisReportedStore:
         return RedisReportedStore(self.redis, self.keys)
 
+    def usage_ledger(self) -> RedisUsageLedger:
+        return RedisUsageLedger(self.redis, self.keys)
+
     def usage_reporter(self) -> UsageReporter:
         s = self.settings
         return UsageReporter(self.waldur, self.sacctmgr, self.components, self.reported_store(),
                              tz=s.usage_timezone, closing_day=s.usage_closing_day, tres_source=s.slurm_usage_tres,
-                             lines=PopenLines(timeout=s.slurm_command_timeout * 5, executor=self.executor))
+                             lines=PopenLines(timeout=s.slurm_command_timeout * 5, executor=self.executor),
+                             ledger=self.usage_ledger(),
+                             recount_every=timedelta(hours=s.usage_recount_hours),
+                             margin=timedelta(seconds=s.usage_settle_seconds))
 
 
 def observe_adapters() -> None:

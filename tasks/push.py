@@ -77,6 +77,8 @@ def report_resource(self, resource_uuid: str) -> Dict:
 
 @app.task(name="tasks.push.report_month", bind=True, **RETRY)
 def report_month(self, year: int, month: int) -> Dict:
-    """Re-send one month's usage for all resources (e.g. after fixing accounting data)."""
+    """Re-read one month whole from SLURM and re-send its usage for all resources (e.g. after fixing accounting
+    data): the month's kept ledger and what was reported are both forgotten."""
     runtime().reported_store().forget(month=(int(year), int(month)))
+    runtime().usage_ledger().forget(month=(int(year), int(month)))
     return _run(months=[(int(year), int(month))])

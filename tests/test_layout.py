@@ -35,7 +35,7 @@ RULES: Dict[str, Tuple[Set[str], Set[str]]] = {
     "slurm_sync.settings": ({"slurm_sync.observability.redaction", "slurm_sync.redis_tls"}, set()),
     "slurm_sync.redis_tls": (set(), set()),
     "slurm_sync.redis_keys": (set(), set()),
-    "slurm_sync.redis_stores": ({"slurm_sync.redis_keys", "slurm_sync.waldur.generation"}, set()),
+    "slurm_sync.redis_stores": ({"slurm_sync.redis_keys", "slurm_sync.waldur.generation", "slurm_sync.domain"}, set()),
     "slurm_sync.wiring": ({"slurm_sync"}, {"redis"}),
     "slurm_sync.cli": ({"slurm_sync"}, {"redis", "kombu"}),
     "tasks": ({"slurm_sync", "tasks"}, {"celery", "redis"}),

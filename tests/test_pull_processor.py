@@ -203,7 +203,8 @@ def test_terminate_posts_the_final_usage_before_the_account_goes(waldur, slurm_s
     """Item 4: the last hours of a terminated allocation are billed (usage up to now, posted while Terminating)."""
     import subprocess
     from decimal import Decimal
-    from slurm_sync.sync.push import MemoryStore, UsageReporter
+    from slurm_sync.sync.push import UsageReporter
+    from slurm_sync.sync.reported_store import MemoryStore
     from tests.plugins.slurm_bed import ensure_unix_user
     from tests.test_sacct import _wait_done
     yaml_text = "cpu: {accounting_type: usage, measured_unit: cpu-minutes, label: CPU, unit_factor: 1}\n"

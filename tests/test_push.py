@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from slurm_sync.domain.components import parse_components
-from slurm_sync.sync.push import MemoryStore, UsageReporter
+from slurm_sync.sync.push import UsageReporter
+from slurm_sync.sync.reported_store import MemoryStore
 from slurm_sync.slurm.runner import NativeExecutor
 from slurm_sync.slurm.sacctmgr import SacctmgrClient
 from slurm_sync.waldur.api import WaldurAPI

@@ -33,7 +33,10 @@ def test_report_usage_and_resyncs_through_the_worker(waldur, bed_accounts, job_t
 
     idle = send("tasks.push.report_usage").get(timeout=60)  # unchanged: the worker posts nothing
     assert idle["usage_posts"] == 0 and waldur.count("POST", "component-usages/set_usage") == 2
+    # the job ended long before: kept in the month's ledger in Redis, the idle cycle's one sacct read returns nothing
+    assert idle["recounted"] == [] and idle["sacct_calls"] == 1 and idle["jobs"] == 0
     send("tasks.push.report_resource", resources[0]["uuid"]).get(timeout=60)  # forced: re-sent for that one
     assert waldur.count("POST", "component-usages/set_usage") == 3
-    send("tasks.push.report_month", now.year, now.month).get(timeout=60)  # forced: the month for all resources
+    forced = send("tasks.push.report_month", now.year, now.month).get(timeout=60)  # the month for all resources
     assert waldur.count("POST", "component-usages/set_usage") == 5
+    assert forced["recounted"] == [[now.year, now.month]] and forced["jobs"] == 1  # read whole again

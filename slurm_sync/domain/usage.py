@@ -9,11 +9,10 @@ unrounded here; :func:`to_wire` rounds once, when they are sent.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
-from typing import Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Container, Dict, Iterable, Mapping, Optional, Tuple
 
 from slurm_sync.domain.months import aware
 from slurm_sync.domain.components import Components
@@ -24,6 +23,66 @@ log = logging.getLogger(__name__)
 # Enough digits that the one division per amount is exact to far below a cent.
 _PRECISION = Context(prec=60)
 _CENT = Decimal("0.01")
+
+
+class UsageSeconds:
+    """TRES-seconds (amount x seconds, exact Decimals) per account and component type, and per account, user
+    and type: what jobs add up to before the one division into Waldur units. Sums of disjoint sets of jobs
+    add up exactly, so a month's settled jobs can be kept (:mod:`slurm_sync.domain.usage_ledger`) and the
+    jobs read since added to them."""
+
+    def __init__(self):
+        self.totals: Dict[str, Dict[str, Decimal]] = {}
+        self.users: Dict[str, Dict[str, Dict[str, Decimal]]] = {}
+
+    def add(self, account: str, user: str, type_: str, amount: Decimal) -> None:
+        totals = self.totals.setdefault(account, {})
+        totals[type_] = totals.get(type_, Decimal(0)) + amount
+        per_user = self.users.setdefault(account, {}).setdefault(user, {})
+        per_user[type_] = per_user.get(type_, Decimal(0)) + amount
+
+    def add_all(self, other: "UsageSeconds", only: Optional[Container[str]] = None) -> "UsageSeconds":
+        """Add ``other``'s sums (of ``only`` these accounts); returns self."""
+        with localcontext(_PRECISION):
+            for account, amounts in other.totals.items():
+                if only is not None and account not in only:
+                    continue
+                for type_, amount in amounts.items():
+                    totals = self.totals.setdefault(account, {})
+                    totals[type_] = totals.get(type_, Decimal(0)) + amount
+                for user, by_type in other.users.get(account, {}).items():
+                    per_user = self.users.setdefault(account, {}).setdefault(user, {})
+                    for type_, amount in by_type.items():
+                        per_user[type_] = per_user.get(type_, Decimal(0)) + amount
+        return self
+
+    def of(self, account: str) -> Dict[str, Any]:
+        """One account's sums as JSON-ready text: {"t": {type: "seconds"}, "u": {user: {type: "seconds"}}}."""
+        return {"t": {k: str(v) for k, v in self.totals.get(account, {}).items()},
+                "u": {u: {k: str(v) for k, v in by_type.items()} for u, by_type in self.users.get(account, {}).items()}}
+
+    def put(self, account: str, data: Mapping[str, Any]) -> None:
+        """Set one account's sums from :meth:`of`'s form (exact: Decimal text)."""
+        self.totals.pop(account, None)
+        self.users.pop(account, None)
+        if data.get("t"):
+            self.totals[account] = {k: Decimal(v) for k, v in data["t"].items()}
+        if data.get("u"):
+            self.users[account] = {u: {k: Decimal(v) for k, v in by_type.items()} for u, by_type in data["u"].items()}
+
+    def __eq__(self, other):
+        return isinstance(other, UsageSeconds) and self.totals == other.totals and self.users == other.users
+
+
+@dataclass
+class Tally:
+    """Jobs summed in two parts: ``settled`` (ended before the given moment: they can never change again) and
+    ``open`` (running, or ended since)."""
+
+    settled: UsageSeconds = field(default_factory=UsageSeconds)
+    open: UsageSeconds = field(default_factory=UsageSeconds)
+    jobs_counted: int = 0
+    jobs_ignored: int = 0  # rows of accounts outside the mapping
 
 
 @dataclass
@@ -43,6 +102,70 @@ class UsageReport:
     jobs_ignored: int = 0  # rows of accounts outside the mapping
 
 
+def tally(
+    jobs: Iterable[JobRecord],
+    window: Tuple[datetime, datetime],
+    accounts: Container[str],
+    components: Components,
+    now: datetime,
+    since: Optional[Mapping[str, datetime]] = None,
+    settled_before: Optional[datetime] = None,
+) -> Tally:
+    """Sum the TRES-seconds the jobs of ``accounts`` ran inside ``window`` = (start, end exclusive).
+
+    ``since`` gives an account the moment its resource was created: time before it belongs to an earlier
+    allocation that had the same account name (terminated, its name free again) and is not this one's.
+    A job still running (``end`` None) counts up to ``now``. Times are clipped to the window here (sacct
+    runs without ``--truncate``, which slows slurmdbd 13x). A job that ended before ``settled_before`` goes to
+    ``settled``, every other one to ``open``. Naive datetimes are taken as UTC.
+    """
+    start, end = aware(window[0]), aware(window[1])
+    now = aware(now)
+    settled_before = aware(settled_before) if settled_before is not None else None
+    by_tres = components.by_tres()
+    result = Tally()
+    with localcontext(_PRECISION):
+        for job in jobs:
+            if job.account not in accounts:
+                result.jobs_ignored += 1
+                continue
+            born = aware(since[job.account]) if since and job.account in since else start
+            seconds = _seconds_inside(job, max(start, born), end, now)
+            result.jobs_counted += 1
+            if seconds <= 0:
+                continue
+            settled = settled_before is not None and job.end is not None and aware(job.end) < settled_before
+            into = result.settled if settled else result.open
+            for tres, amount in job.tres.items():
+                component = by_tres.get(tres)
+                if component is None:
+                    log.debug("job %s: TRES %s is not a configured component, ignored", job.job_id, tres)
+                    continue
+                into.add(job.account, job.user, component.type, amount * seconds)
+    return result
+
+
+def to_report(window: Tuple[datetime, datetime], resources: Mapping[str, str], components: Components,
+              *parts: UsageSeconds) -> UsageReport:
+    """The sum of ``parts`` in Waldur units: one division per amount."""
+    report = UsageReport(window=(aware(window[0]), aware(window[1])), resources=dict(resources))
+    seconds = UsageSeconds()
+    for part in parts:
+        seconds.add_all(part, resources)
+    with localcontext(_PRECISION):
+        for account in resources:
+            report.totals[account] = {
+                c.type: _to_units(seconds.totals.get(account, {}).get(c.type, Decimal(0)), c.unit_factor)
+                for c in components
+            }
+        for account, users in seconds.users.items():
+            report.per_user[account] = {
+                user: {c.type: _to_units(amounts[c.type], c.unit_factor) for c in components if c.type in amounts}
+                for user, amounts in users.items()
+            }
+    return report
+
+
 def compute_usage(
     jobs: Iterable[JobRecord],
     window: Tuple[datetime, datetime],
@@ -51,50 +174,11 @@ def compute_usage(
     now: datetime,
     since: Optional[Mapping[str, datetime]] = None,
 ) -> UsageReport:
-    """Sum the jobs' usage inside ``window`` = (start, end exclusive) per account and user.
-
-    ``resources`` maps SLURM account -> Waldur resource; rows of other accounts are skipped.
-    ``since`` gives an account the moment its resource was created: time before it belongs to an earlier
-    allocation that had the same account name (terminated, its name free again) and is not this one's.
-    A job still running (``end`` None) counts up to ``now``. Times are clipped to the window
-    here (sacct runs without ``--truncate``, which slows slurmdbd 13x). Naive datetimes are taken as UTC.
-    """
-    start, end = aware(window[0]), aware(window[1])
-    now = aware(now)
-    by_tres = components.by_tres()
-    seconds_total: Dict[str, Dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    seconds_user: Dict[str, Dict[str, Dict[str, Decimal]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(Decimal))
-    )
-    report = UsageReport(window=(start, end), resources=dict(resources))
-    with localcontext(_PRECISION):
-        for job in jobs:
-            if job.account not in resources:
-                report.jobs_ignored += 1
-                continue
-            born = aware(since[job.account]) if since and job.account in since else start
-            seconds = _seconds_inside(job, max(start, born), end, now)
-            report.jobs_counted += 1
-            if seconds <= 0:
-                continue
-            for tres, amount in job.tres.items():
-                component = by_tres.get(tres)
-                if component is None:
-                    log.debug("job %s: TRES %s is not a configured component, ignored", job.job_id, tres)
-                    continue
-                tres_seconds = amount * seconds
-                seconds_total[job.account][component.type] += tres_seconds
-                seconds_user[job.account][job.user][component.type] += tres_seconds
-        for account in resources:
-            report.totals[account] = {
-                c.type: _to_units(seconds_total.get(account, {}).get(c.type, Decimal(0)), c.unit_factor)
-                for c in components
-            }
-        for account, users in seconds_user.items():
-            report.per_user[account] = {
-                user: {c.type: _to_units(amounts[c.type], c.unit_factor) for c in components if c.type in amounts}
-                for user, amounts in users.items()
-            }
+    """Usage of every account in ``resources`` (account -> Waldur resource) inside ``window``, in Waldur units,
+    from these jobs alone (rows of other accounts are skipped): :func:`tally` then :func:`to_report`."""
+    summed = tally(jobs, window, resources, components, now, since)
+    report = to_report(window, resources, components, summed.settled, summed.open)
+    report.jobs_counted, report.jobs_ignored = summed.jobs_counted, summed.jobs_ignored
     return report
 
 

@@ -3,9 +3,12 @@
 One cycle: list the offering's resources (one paged read), read the SLURM tree (one
 ``sacctmgr`` read) to report vanished or returned accounts and, against one paged read of
 Waldur's associations, the limits and associations that differ; then for each billing month
-to report read ALL allocations' jobs with ONE sacct call, compute usage per component and
-per user, and post only the amounts that differ from the last ones reported (kept in a
-:class:`ReportedStore`). Amounts are rounded to 2 places only here, when sent.
+to report compute usage per component and per user (:mod:`slurm_sync.sync.month_usage`: the
+month's settled jobs are kept in a ledger, so sacct reads only the jobs since the last cycle,
+in ONE call for all allocations), and post only the amounts that differ from the last ones
+reported (kept in a :class:`ReportedStore`): every changed total first, then one listing of the
+month's component usages, then the changed per-user amounts. Amounts are rounded to 2 places
+only here, when sent.
 
 On a 7.0-line server ``set_usage`` files every post under the server's current month, so a
 closed month's totals are never sent there (they would overwrite this month's): late usage
@@ -17,69 +20,33 @@ error) is logged and tried again next cycle; the others are reported all the sam
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from slurm_sync.domain.real_tree import ActualState
-from slurm_sync.domain.months import month_window, months_to_report
+from slurm_sync.domain.months import months_to_report
 from slurm_sync.domain.components import Components
 from slurm_sync.domain.names import NamingError, check_account_name
 from slurm_sync.domain.drift import differences
-from slurm_sync.slurm.sacct import ParseStats, read_jobs
-from slurm_sync.domain.usage import compute_usage, to_wire
+from slurm_sync.domain.usage import to_wire
+from slurm_sync.slurm.sdiag import accounting_complete_at
+from slurm_sync.sync.month_usage import LedgerStore, MonthUsage
+from slurm_sync.sync.reported_store import ReportedStore
 from slurm_sync.waldur.api import WaldurAPI, WaldurHTTPError
 
 log = logging.getLogger(__name__)
 Month = Tuple[int, int]
 
 
-class ReportedStore(Protocol):
-    """The last amounts reported per (resource, month): {type: "1.23"} and {user: {type: "1.23"}}."""
-
-    def get(self, resource: str, month: Month) -> Tuple[Dict[str, str], Dict[str, Dict[str, str]]]: ...
-
-    def put(self, resource: str, month: Month, totals: Dict[str, str], users: Dict[str, Dict[str, str]]) -> None: ...
-
-    def forget(self, resource: Optional[str] = None, month: Optional[Month] = None) -> None: ...
-
-    def state(self, resource: str) -> Optional[str]:
-        """The allocation state last reported (OK | Erred): a 7.0-line server does not show it."""
-
-    def put_state(self, resource: str, state: str) -> None: ...
-
-
-class MemoryStore:
-    """A ReportedStore in a dict (tests, one-off runs)."""
-
-    def __init__(self):
-        self.data: Dict[Tuple[str, Month], Tuple[Dict[str, str], Dict[str, Dict[str, str]]]] = {}
-        self.states: Dict[str, str] = {}
-
-    def state(self, resource):
-        return self.states.get(resource)
-
-    def put_state(self, resource, state):
-        self.states[resource] = state
-
-    def get(self, resource, month):
-        totals, users = self.data.get((resource, month), ({}, {}))
-        return dict(totals), {u: dict(v) for u, v in users.items()}
-
-    def put(self, resource, month, totals, users):
-        self.data[(resource, month)] = (dict(totals), {u: dict(v) for u, v in users.items()})
-
-    def forget(self, resource=None, month=None):
-        for key in [k for k in self.data if (resource is None or k[0] == resource) and (month is None or k[1] == month)]:
-            del self.data[key]
-
-
 @dataclass
 class PushResult:
     months: List[Month] = field(default_factory=list)
     sacct_calls: int = 0
-    jobs: int = 0
+    jobs: int = 0  # job rows read and counted
+    recounted: List[Month] = field(default_factory=list)  # months read whole (no ledger, or its recount)
     usage_posts: int = 0
     user_usage_posts: int = 0
     limit_posts: int = 0
@@ -107,18 +74,26 @@ def billing_date(month: Month) -> str:
 
 
 class UsageReporter:
+    """One push cycle (:meth:`run`). With a ``ledger`` each month's settled jobs are kept and only the jobs since
+    are read (:mod:`slurm_sync.sync.month_usage`); ``complete_at`` says up to when SLURM's accounting is complete
+    (default: ``sdiag`` through the sacctmgr client's runner, :mod:`slurm_sync.slurm.sdiag`, minus ``margin``)."""
+
     def __init__(self, waldur: WaldurAPI, sacctmgr: Any, components: Components, store: ReportedStore, *,
                  tz: str = "UTC", closing_day: int = 3, tres_source: str = "alloc",
-                 lines: Optional[Callable[[List[str]], Iterable[str]]] = None):
+                 lines: Optional[Callable[[List[str]], Iterable[str]]] = None,
+                 ledger: Optional[LedgerStore] = None, recount_every: timedelta = timedelta(hours=24),
+                 margin: timedelta = timedelta(minutes=5),
+                 complete_at: Optional[Callable[[], Optional[datetime]]] = None):
         self.waldur = waldur
         self.sacctmgr = sacctmgr
         self.components = components
         self.store = store
         self.tz = tz
         self.closing_day = closing_day
-        self.tres_source = tres_source
-        self.lines = lines
         self.usage_types = [c.type for c in components if c.accounting_type == "usage"]
+        self.months = MonthUsage(components, tres_source=tres_source, tz=tz, lines=lines, ledger=ledger,
+                                 recount_every=recount_every)
+        self.complete_at = complete_at or (lambda: accounting_complete_at(sacctmgr.executor, margin))
 
     def run(self, now: Optional[datetime] = None, resource_uuids: Optional[Sequence[str]] = None,
             months: Optional[Sequence[Month]] = None) -> PushResult:
@@ -131,8 +106,11 @@ class UsageReporter:
         self._reconcile(present, actual, result)
         current = months_to_report(now, 0, self.tz)[-1]
         result.months = list(months or months_to_report(now, self.closing_day, self.tz))
+        # before the reads: every job that ended before it is in slurmdbd by the time sacct runs
+        cutoff = self.complete_at() if present and self.usage_types and self.months.ledger is not None else None
         for month in result.months:
-            self._report_month(month, month != current, present, now, result)
+            self._report_month(month, month != current, present, now, result, cutoff,
+                               whole=resource_uuids is not None)
         result.waldur_requests = self.waldur.request_count - requests_before
         return result
 
@@ -146,7 +124,7 @@ class UsageReporter:
         current = months_to_report(now, 0, self.tz)[-1]
         result.months = list(months_to_report(now, self.closing_day, self.tz))
         for month in result.months:
-            self._report_month(month, month != current, present, now, result)
+            self._report_month(month, month != current, present, now, result, None, whole=True)
         result.waldur_requests = self.waldur.request_count - requests_before
         return result
 
@@ -228,36 +206,54 @@ class UsageReporter:
     # -- usage --
 
     def _report_month(self, month: Month, closed: bool, present: Mapping[str, Dict[str, Any]], now: datetime,
-                      result: PushResult) -> None:
+                      result: PushResult, cutoff: Optional[datetime], whole: bool) -> None:
+        """Totals of every resource first (one post each where they changed), then ONE listing of the month's
+        component usages, then the per-user amounts that changed, hung on them."""
         if not present or not self.usage_types:
             return
-        window = month_window(month[0], month[1], self.tz)
-        stats = ParseStats()
-        jobs = read_jobs(sorted(present), window[0], window[1], tres_source=self.tres_source, lines=self.lines,
-                         stats=stats)
-        report = compute_usage(jobs, window, {a: r["uuid"] for a, r in present.items()}, self.components, now,
-                               since={a: t for a, t in ((a, _created(r)) for a, r in present.items()) if t})
-        result.sacct_calls += 1
-        result.jobs += report.jobs_counted
+        read = self.months.read(month, {a: r["uuid"] for a, r in present.items()}, now,
+                                {a: t for a, t in ((a, _created(r)) for a, r in present.items()) if t},
+                                cutoff, whole)
+        report = read.report
+        result.sacct_calls += read.sacct_reads
+        result.jobs += read.rows
+        if read.recount:
+            result.recounted.append(month)
+        pending = []
         for account, resource in sorted(present.items()):
             if resource.get("state") not in ("OK", "Updating", "Terminating"):
                 continue
             totals = {t: to_wire(report.totals.get(account, {}).get(t, Decimal(0))) for t in self.usage_types}
             users = {user: {t: to_wire(amounts.get(t, Decimal(0))) for t in self.usage_types}
                      for user, amounts in report.per_user.get(account, {}).items()}
-            try:
-                self._send(resource["uuid"], month, closed, totals, users, result)
-            except WaldurHTTPError as error:
-                # One resource Waldur will not take (usage over a component's limit_amount, a state that
-                # takes no usage, a component it does not know, a server error on it) must not stop the
-                # others' billing. What was not sent is not recorded as sent: the next cycle tries again.
-                note = (f"usage of resource {resource['uuid']} (account {account}) for {month[0]}-{month[1]:02d} "
-                        f"{'failed' if error.transient else 'refused'} in Waldur: {error}; amounts {totals}")
-                log.error(note)
-                result.refused.append(note)
+            with self._refused(resource["uuid"], account, month, totals, result):
+                users_to_send = self._send_totals(resource["uuid"], month, closed, totals, users, result)
+                if users_to_send:
+                    pending.append((account, resource["uuid"], totals, users, users_to_send))
+        if not pending:
+            return
+        ids = self.waldur.component_usage_ids(f"{month[0]}-{month[1]:02d}-01")
+        for account, uuid, totals, users, changed_users in pending:
+            with self._refused(uuid, account, month, totals, result):
+                self._send_users(uuid, month, closed, users, changed_users, ids.get(uuid.replace("-", ""), {}),
+                                 result)
 
-    def _send(self, resource: str, month: Month, closed: bool, totals: Dict[str, str],
-              users: Dict[str, Dict[str, str]], result: PushResult) -> None:
+    @contextmanager
+    def _refused(self, resource: str, account: str, month: Month, totals: Mapping[str, str], result: PushResult):
+        # One resource Waldur will not take (usage over a component's limit_amount, a state that takes no
+        # usage, a component it does not know, a server error on it) must not stop the others' billing. What
+        # was not sent is not recorded as sent: the next cycle tries again.
+        try:
+            yield
+        except WaldurHTTPError as error:
+            note = (f"usage of resource {resource} (account {account}) for {month[0]}-{month[1]:02d} "
+                    f"{'failed' if error.transient else 'refused'} in Waldur: {error}; amounts {dict(totals)}")
+            log.error(note)
+            result.refused.append(note)
+
+    def _send_totals(self, resource: str, month: Month, closed: bool, totals: Dict[str, str],
+                     users: Dict[str, Dict[str, str]], result: PushResult) -> Dict[str, Dict[str, str]]:
+        """Post the totals that changed; return {type: {user: amount}} of the per-user amounts that changed."""
         sent_totals, sent_users = self.store.get(resource, month)
         changed = {t: a for t, a in totals.items() if sent_totals.get(t) != a}
         for t, amount in list(changed.items()):
@@ -273,36 +269,34 @@ class UsageReporter:
         changed_users = {t: {u: v[t] for u, v in users.items() if sent_users.get(u, {}).get(t, "0.00") != v[t]}
                          for t in self.usage_types}
         changed_users = {t: v for t, v in changed_users.items() if v}
-        if not changed and not changed_users:
-            return
-        month_true = self.waldur.files_usage_by_date
         if changed:
-            if closed and not month_true:
+            if closed and not self.waldur.files_usage_by_date:
                 self._unreportable(resource, month, changed, sent_totals, result)
             else:
                 self.waldur.set_usage(resource, billing_date(month), changed)
                 result.usage_posts += 1
             sent_totals.update(changed)
-            # recorded at once: a per-user post refused below must not make these totals look unsent
+            # recorded at once: a per-user post refused later must not make these totals look unsent
             self.store.put(resource, month, sent_totals, sent_users)
-        if changed_users:
-            period = f"{month[0]}-{month[1]:02d}-01"
-            by_type = {u["type"]: u["uuid"] for u in self.waldur.component_usages(resource, period)}
-            for t, per_user in sorted(changed_users.items()):
-                if t not in by_type:
-                    if closed:  # the month's total never reached Waldur (7.0): nothing to hang these on, ever
-                        self._unreportable(resource, month, {f"{t} of {u}": a for u, a in per_user.items()}, {},
-                                           result)
-                        for user in per_user:
-                            sent_users.setdefault(user, {})[t] = per_user[user]
-                        self.store.put(resource, month, sent_totals, sent_users)
-                    continue  # no component usage to hang user usage on yet (total never posted)
-                # the current line replaces the whole list; 7.0 takes one user per call: only the changed ones
-                send = {u: v[t] for u, v in users.items()} if month_true else per_user
-                result.user_usage_posts += self.waldur.set_user_usages(by_type[t], send)
-                for user in per_user:
-                    sent_users.setdefault(user, {})[t] = per_user[user]
-                self.store.put(resource, month, sent_totals, sent_users)
+        return changed_users
+
+    def _send_users(self, resource: str, month: Month, closed: bool, users: Dict[str, Dict[str, str]],
+                    changed_users: Dict[str, Dict[str, str]], by_type: Mapping[str, str], result: PushResult) -> None:
+        sent_totals, sent_users = self.store.get(resource, month)
+        for t, per_user in sorted(changed_users.items()):
+            if t not in by_type:
+                if closed:  # the month's total never reached Waldur (7.0): nothing to hang these on, ever
+                    self._unreportable(resource, month, {f"{t} of {u}": a for u, a in per_user.items()}, {}, result)
+                    for user in per_user:
+                        sent_users.setdefault(user, {})[t] = per_user[user]
+                    self.store.put(resource, month, sent_totals, sent_users)
+                continue  # no component usage to hang user usage on yet (total never posted)
+            # the current line replaces the whole list; 7.0 takes one user per call: only the changed ones
+            send = {u: v[t] for u, v in users.items()} if self.waldur.files_usage_by_date else per_user
+            result.user_usage_posts += self.waldur.set_user_usages(by_type[t], send)
+            for user in per_user:
+                sent_users.setdefault(user, {})[t] = per_user[user]
+            self.store.put(resource, month, sent_totals, sent_users)
 
     @staticmethod
     def _unreportable(resource: str, month: Month, amounts: Mapping[str, str], before: Mapping[str, str],

@@ -1,0 +1,102 @@
+"""A month's usage per account and user, reading from SLURM only the jobs that can still change.
+
+:class:`MonthUsage` keeps each month's settled jobs in a :class:`LedgerStore` (Redis in the worker) and asks
+sacct only for the jobs since the ledger's watermark (the why and the proof are in
+:mod:`slurm_sync.domain.usage_ledger`). Without a store, or for a subset of the offering's resources (a resync
+of one resource, the last usage of allocations being terminated), it reads the whole month, as before, and
+leaves the ledger alone.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import chain
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Tuple
+
+from slurm_sync.domain.components import Components
+from slurm_sync.domain.months import month_window
+from slurm_sync.domain.usage import UsageReport, tally, to_report
+from slurm_sync.domain.usage_ledger import MonthLedger, ReadPlan, fingerprint, fold, plan_reads
+from slurm_sync.slurm.sacct import ParseStats, read_jobs
+
+log = logging.getLogger(__name__)
+Month = Tuple[int, int]
+
+
+class LedgerStore(Protocol):
+    def get(self, month: Month) -> Optional[MonthLedger]: ...
+
+    def put(self, month: Month, ledger: MonthLedger) -> None:
+        """Replace the month's ledger at once (never half-written)."""
+
+    def forget(self, month: Optional[Month] = None) -> None: ...
+
+
+class MemoryLedger:
+    """A LedgerStore in a dict (tests, one-off runs); kept as text, as Redis keeps it."""
+
+    def __init__(self):
+        self.data: Dict[Month, Dict[str, str]] = {}
+
+    def get(self, month):
+        return MonthLedger.load(self.data[month]) if month in self.data else None
+
+    def put(self, month, ledger):
+        self.data[month] = ledger.dump()
+
+    def forget(self, month=None):
+        for key in [k for k in self.data if month is None or k == month]:
+            del self.data[key]
+
+
+@dataclass
+class MonthRead:
+    report: UsageReport
+    sacct_reads: int  # sacct calls (one per distinct watermark, one for the whole month on a recount)
+    rows: int  # job rows read and counted
+    recount: bool  # the whole month was read
+
+
+class MonthUsage:
+    def __init__(self, components: Components, *, tres_source: str = "alloc", tz: str = "UTC",
+                 lines: Optional[Callable[[List[str]], Iterable[str]]] = None,
+                 ledger: Optional[LedgerStore] = None, recount_every: timedelta = timedelta(hours=24)):
+        self.components = components
+        self.tres_source = tres_source
+        self.tz = tz
+        self.lines = lines
+        self.ledger = ledger
+        self.recount_every = recount_every
+        self.fingerprint = fingerprint(components, tres_source)
+
+    def read(self, month: Month, resources: Mapping[str, str], now: datetime,
+             since: Mapping[str, datetime], cutoff: Optional[datetime], whole: bool = False) -> MonthRead:
+        """Usage of ``resources`` ({account: resource uuid}) in ``month``. ``cutoff``: the moment the accounting
+        is proved complete up to (jobs ended before it are settled), None when not proved. ``whole``: these are
+        not all the offering's resources: read the whole month and leave the ledger alone."""
+        window = month_window(month[0], month[1], self.tz)
+        use_ledger = self.ledger is not None and not whole
+        if use_ledger:
+            plan = plan_reads(self.ledger.get(month), resources, window[0], now, self.fingerprint,
+                              self.recount_every)
+        else:
+            plan = ReadPlan([(window[0], sorted(resources))] if resources else [],
+                            MonthLedger(self.fingerprint, now), True)
+        stats = ParseStats()
+        jobs = chain.from_iterable(
+            read_jobs(accounts, start, window[1], tres_source=self.tres_source, lines=self.lines, stats=stats)
+            for start, accounts in plan.reads)
+        summed = tally(jobs, window, resources, self.components, now, since,
+                       settled_before=cutoff if use_ledger else None)
+        if use_ledger:
+            kept = fold(plan, resources, summed, cutoff, window[0])
+            self.ledger.put(month, kept)  # only after the whole read: a failed sacct folds nothing
+            report = to_report(window, resources, self.components, kept.seconds, summed.open)
+        else:
+            report = to_report(window, resources, self.components, summed.settled, summed.open)
+        report.jobs_counted, report.jobs_ignored = summed.jobs_counted, summed.jobs_ignored
+        if plan.recount and use_ledger:
+            log.info("usage %d-%02d: the whole month read (%d rows) and kept up to %s", month[0], month[1],
+                     stats.records, cutoff.isoformat() if cutoff else "its start (completeness not proved)")
+        return MonthRead(report, len(plan.reads), summed.jobs_counted, plan.recount)

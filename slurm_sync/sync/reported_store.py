@@ -1,0 +1,46 @@
+"""What was last reported to Waldur per resource and month, so a cycle posts only what changed."""
+from __future__ import annotations
+
+from typing import Dict, Optional, Protocol, Tuple
+
+Month = Tuple[int, int]
+
+
+class ReportedStore(Protocol):
+    """The last amounts reported per (resource, month): {type: "1.23"} and {user: {type: "1.23"}}."""
+
+    def get(self, resource: str, month: Month) -> Tuple[Dict[str, str], Dict[str, Dict[str, str]]]: ...
+
+    def put(self, resource: str, month: Month, totals: Dict[str, str], users: Dict[str, Dict[str, str]]) -> None: ...
+
+    def forget(self, resource: Optional[str] = None, month: Optional[Month] = None) -> None: ...
+
+    def state(self, resource: str) -> Optional[str]:
+        """The allocation state last reported (OK | Erred): a 7.0-line server does not show it."""
+
+    def put_state(self, resource: str, state: str) -> None: ...
+
+
+class MemoryStore:
+    """A ReportedStore in a dict (tests, one-off runs)."""
+
+    def __init__(self):
+        self.data: Dict[Tuple[str, Month], Tuple[Dict[str, str], Dict[str, Dict[str, str]]]] = {}
+        self.states: Dict[str, str] = {}
+
+    def state(self, resource):
+        return self.states.get(resource)
+
+    def put_state(self, resource, state):
+        self.states[resource] = state
+
+    def get(self, resource, month):
+        totals, users = self.data.get((resource, month), ({}, {}))
+        return dict(totals), {u: dict(v) for u, v in users.items()}
+
+    def put(self, resource, month, totals, users):
+        self.data[(resource, month)] = (dict(totals), {u: dict(v) for u, v in users.items()})
+
+    def forget(self, resource=None, month=None):
+        for key in [k for k in self.data if (resource is None or k[0] == resource) and (month is None or k[1] == month)]:
+            del self.data[key]
