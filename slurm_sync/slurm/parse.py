@@ -52,6 +52,8 @@ def tres_value(text: str) -> Decimal:
 # Description is free text, so it goes last and may keep a stray ``|``.
 ASSOC_FIELDS = ("Cluster", "Account", "User", "ParentName", "Partition", "GrpTRESMins", "Description")
 USER_FIELDS = ("User", "DefaultAccount")
+# ``show assoc wopi wopl``: the associations with their limits, no parents, Descriptions or DefaultAccounts
+LIMIT_FIELDS = ("Cluster", "Account", "User", "Partition", "GrpTRESMins")
 
 
 def rows(output: str, width: int, what: str, free_last: bool = False) -> Iterator[List[str]]:
@@ -116,6 +118,13 @@ def parse_associations(output: str, defaults: Mapping[str, str]) -> List[Associa
             partition=partition,
         ))
     return result
+
+
+def parse_limits_and_users(output: str) -> List[Association]:
+    """``show assoc wopi wopl format=<LIMIT_FIELDS>`` -> associations without parent, Description or default (what
+    a push cycle compares: which accounts exist, their limits, their users)."""
+    joined = "\n".join(f"{c}|{a}|{u}||{p}|{g}|" for c, a, u, p, g in rows(output, len(LIMIT_FIELDS), "association"))
+    return parse_associations(joined, {})
 
 
 def parse_tres(output: str) -> Set[str]:

@@ -101,7 +101,7 @@ class UsageReporter:
         requests_before = self.waldur.request_count
         result = PushResult()
         resources = self._resources(resource_uuids)
-        actual = ActualState(self.sacctmgr.read_associations())
+        actual = ActualState(self.sacctmgr.read_limits_and_users())
         present = self._report_state(resources, actual, result)
         self._reconcile(present, actual, result)
         current = months_to_report(now, 0, self.tz)[-1]

@@ -51,6 +51,9 @@ class Store:
             self.resources, self.orders = {}, {}
             self.team = {}  # project uuid -> {user uuid: {"role", "expiration_time"}}
             self.component_usages, self.user_usages = {}, {}
+            # lookups a set_usage / set_user_usage makes (usages are never deleted): a benchmark's thousands of
+            # posts must measure the client, not the emulator's scans
+            self.usage_by_key, self.user_usage_by_key = {}, {}  # (resource, type, period) / (usage, username)
             self.associations, self.slurm_user_usages = {}, {}
             self.service_providers = {}
             self.provider_permissions_loaded = True

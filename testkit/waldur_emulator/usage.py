@@ -85,14 +85,14 @@ def set_usage(store, body):
     moment = billing_moment(store, body)
     period = month_start(moment)
     for component, amount, description in cleaned:
-        existing = next((u for u in store.component_usages.values()
-                         if u["resource_uuid"] == resource["uuid"] and u["type"] == component["type"]
-                         and u["billing_period"] == period), None)
+        key = (resource["uuid"], component["type"], period)
+        existing = store.usage_by_key.get(key)
         if existing:
             store.touch(existing, usage=amount, date=moment, description=description)
         else:
-            store.new("component_usages", resource_uuid=resource["uuid"], type=component["type"],
-                       usage=amount, date=moment, billing_period=period, description=description)
+            store.usage_by_key[key] = store.new(
+                "component_usages", resource_uuid=resource["uuid"], type=component["type"],
+                usage=amount, date=moment, billing_period=period, description=description)
 
 
 def set_user_usage(store, component_usage, item):
@@ -105,11 +105,10 @@ def set_user_usage(store, component_usage, item):
     amount = clean_amount(item.get("usage"), "usage")
     moment = parse_moment(item.get("date")) if item.get("date") else store.clock()
     user = item.get("user") or None
-    existing = next((u for u in store.user_usages.values()
-                     if u["component_usage_uuid"] == component_usage["uuid"]
-                     and u["username"] == username), None)
+    key = (component_usage["uuid"], username)
+    existing = store.user_usage_by_key.get(key)
     if existing:
         store.touch(existing, usage=amount, user=user, date=moment)
     else:
-        store.new("user_usages", component_usage_uuid=component_usage["uuid"], username=username,
-                   usage=amount, user=user, date=moment)
+        store.user_usage_by_key[key] = store.new("user_usages", component_usage_uuid=component_usage["uuid"],
+                                                 username=username, usage=amount, user=user, date=moment)
