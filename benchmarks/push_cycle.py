@@ -30,6 +30,7 @@ from pathlib import Path
 
 import redis
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_bed import own_redis, private_bed  # noqa: E402
 from slurm_sync.domain.components import parse_components  # noqa: E402

@@ -6,7 +6,10 @@ same tree), at growing n, each size on a private bed of its own that is purged a
 The shape is a site's: n/10 customers, n/4 projects, each project a team of 3-10 members (every allocation of a
 project gets that team). Counts every sacctmgr process and write (`-i`), and the time spent in them, with a
 PATH shim. The Redis is the benchmark's own, the beds are its own: nothing shared is touched. Prints one table
-row per size.
+row per size. Then, for each of ``--rows`` (100,000 and 1,000,000 job rows in a month), the push cycles of 1,000
+allocations (benchmarks/push_cycle.py: cold, idle, incremental, recount, checked against the rows' ground truth).
+
+    python benchmarks/scale_curve.py --sizes 50,500,1000,2000 --rows 100000,1000000
 """
 from __future__ import annotations
 
@@ -135,6 +138,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=1000, help="SLURM_SYNC_BATCH_SIZE (the product's default)")
     parser.add_argument("--young", action="store_true", help="terminate allocations minutes old (the worst case: "
                         "slurmdbd renumbers its tree per association) instead of ones that lived for two days")
+    parser.add_argument("--rows", default="100000,1000000",
+                        help="job rows per month for the push cycles of 1,000 allocations ('' for none)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root: each size brings up a private SLURM bed", file=sys.stderr)
@@ -154,7 +159,12 @@ def main() -> int:
               f"{p['create_s'] / floor_s:>5.2f} | {p['terminate_s']:>11.1f} {p['terminate_slurm_s']:>11.1f} "
               f"{p['terminate_writes']:>6} {p['terminate_procs']:>5} {p['left']:>4}"
               + (f"  ({p['erred']} Creates erred)" if p["erred"] else ""), flush=True)
-    return 0
+    failed = 0
+    for rows in (int(r) for r in args.rows.split(",") if r):
+        print(f"\npush cycles, 1,000 allocations, {rows} job rows this month:", flush=True)
+        failed |= subprocess.run([sys.executable, str(Path(__file__).with_name("push_cycle.py")),
+                                  "--allocations", "1000", "--rows", str(rows)]).returncode
+    return failed
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def seed(waldur) -> types.SimpleNamespace:
 def _usage(api: WaldurAPI, w) -> str:
     """The uuid of a component usage (posted first, as push does)."""
     api.set_usage(w.resource, f"{MONTH}T00:00:00Z", {"cpu": "12.34", "mem": "1.00"})
-    return api.component_usages(w.resource, MONTH)[0]["uuid"]
+    return api.component_usage_ids(MONTH)[w.resource.replace("-", "")]["cpu"]
 
 
 def _associated(api: WaldurAPI, w) -> None:
@@ -108,7 +108,7 @@ CALLS: Dict[str, Callable[[WaldurAPI, Any], Any]] = {
     "delete_association": lambda api, w: (_associated(api, w), api.delete_association(w.resource, "alice")),
     "associations": lambda api, w: (_associated(api, w), api.associations()),
     "set_usage": lambda api, w: api.set_usage(w.resource, f"{MONTH}T00:00:00Z", {"cpu": "1.50"}),
-    "component_usages": lambda api, w: (_usage(api, w), api.component_usages(w.resource, MONTH)),
+    "component_usage_ids": lambda api, w: (_usage(api, w), api.component_usage_ids(MONTH)),
     "set_user_usages": lambda api, w: api.set_user_usages(_usage(api, w), {"alice": "10.00", "bob": "2.34"}),
     "create_offering_component": lambda api, w: api.create_offering_component(
         {"type": "gpu", "name": "GPU", "measured_unit": "gpu-Hours", "billing_type": "usage"}),

@@ -267,9 +267,6 @@ class WaldurAPI:
             "resource": resource_uuid, "date": date,
             "usages": [{"type": t, "amount": a, "description": ""} for t, a in sorted(usages.items())]})
 
-    def component_usages(self, resource_uuid: str, billing_period: str) -> List[Dict[str, Any]]:
-        return self.client.list_component_usages(resource_uuid, billing_period=billing_period)
-
     def component_usage_ids(self, billing_period: str) -> Dict[str, Dict[str, str]]:
         """{resource uuid: {component type: component usage uuid}} of this offering for one month: one paged
         listing (``offering_uuid`` and ``billing_period`` filter it on both lines) instead of a read per
