@@ -69,7 +69,7 @@ class Settings:
     metrics_port: int = 0  # 0: no /metrics endpoint
     metrics_addr: str = "127.0.0.1"  # the address /metrics binds to
     log_format: str = "text"
-    batch_size: int = 1000
+    batch_size: int = 5000
     order_lock_ttl: int = 40
     visibility_timeout: int = 3600
     restore_interval: int = 10

@@ -2,7 +2,7 @@
 
 `poll_orders` (any queue) lists the active orders and enqueues their UUIDS in one message (up to
 MESSAGE_MAX) to `process_orders` on the `headnode` queue, where the whole message costs one SLURM
-read and a few commits: the processor writes SLURM_SYNC_BATCH_SIZE orders per `load`. A message
+read and a few commits: the processor writes at most SLURM_SYNC_BATCH_SIZE orders per `load`. A message
 carries no authority: `process_orders` reads the orders back from Waldur (one listing of the
 offering's active orders) and acts only on what Waldur shows, so a forged or stale message writes
 nothing. `process_order` re-does one order by uuid (for `celery call`). `sync_memberships` makes

@@ -21,8 +21,25 @@ def test_creates_go_in_runs_of_the_write_size_and_every_removal_last_in_one_part
     specs = {u: spec(u, remove=u.startswith("t")) for u in ("c1", "t1", "c2", "c3", "t2", "c4", "c5")}
     parts = write_parts(specs, 2)
     assert [list(part) for part in parts] == [["c1", "c2"], ["c3", "c4"], ["c5"], ["t1", "t2"]]
-    assert write_parts({}, 2) == [] and [list(p) for p in write_parts(specs, 100)] == [
+    assert list(write_parts({}, 2)) == [] and [list(p) for p in write_parts(specs, 100)] == [
         ["c1", "c2", "c3", "c4", "c5"], ["t1", "t2"]]
+
+
+def test_a_part_is_as_many_creates_as_one_load_takes_in_the_budget_into_the_tree_as_it_then_is():
+    """Fitted to measured loads (slurm_sync/domain/load_cost.py): the estimate never says less than was measured,
+    and a part shrinks as the tree it goes into grows."""
+    from slurm_sync.domain.load_cost import load_seconds, part_length
+    site = [3 + (a % 250) % 8 for a in range(1000)]  # teams of 3-10, as the measured loads had
+    assert load_seconds(1000, round(sum(site) + 1351), 0) >= 18.7  # 1,000 into an empty tree: 18.7 s measured
+    assert load_seconds(1000, round(sum(site) + 1000), 7827) >= 106.9  # 1,000 more into it: 106.9 s
+    assert part_length(site * 2, 0, 300) == 2000  # 2,000 Creates into an empty tree: one load (52.5 s measured)
+    assert part_length(site, 7827, 300) == 1000
+    assert 100 < part_length(site * 5, 70_000, 300) < 1000  # a 10,000-allocation site: smaller parts
+    assert part_length([5], 10 ** 9, 1) == 1  # never nothing
+
+    rows = iter([0, 10 ** 9, 10 ** 9])  # the tree seen before each part: huge after the first
+    specs = {f"c{i}": spec(f"c{i}") for i in range(6)}
+    assert [len(p) for p in write_parts(specs, 4, lambda: next(rows), budget=300)] == [4, 1, 1]
 
 
 def test_the_tree_after_additions_is_not_guessed_after_a_removal():

@@ -5,6 +5,8 @@ records wait there (the queue's size is what sdiag prints) and reach the job tab
 past end times. A usage cycle may only treat a job as settled (:mod:`slurm_sync.domain.usage_ledger`) when no
 such record can still arrive: when sdiag shows that queue empty, every job that ended before sdiag answered is
 in slurmdbd. A ``margin`` before that moment leaves slurmdbd time to commit what it has just received.
+Both lines read here ("sdiag output at <date> (<epoch>)", "DBD Agent queue size: <n>") are printed alike from
+22.05 to SLURM's current master (src/sdiag/sdiag.c).
 """
 from __future__ import annotations
 

@@ -22,9 +22,10 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
 from slurm_sync.domain.real_tree import ActualState, after_additions
+from slurm_sync.domain.load_cost import part_length
 from slurm_sync.domain.desired import ENSURE_TYPES, AllocationSpec, NamingPolicy, OrderRejected, allocation_spec
 from slurm_sync.domain.components import Components
 from slurm_sync.domain.plan import BatchPlan, plan_batch
@@ -51,7 +52,7 @@ class OrderProcessor(OrderSteps):
     def __init__(self, waldur: WaldurAPI, slurm: Any, components: Components, policy: NamingPolicy,
                  on_new_users: Optional[Callable[[Iterable[str]], None]] = None,
                  before_remove: Optional[Callable[[Dict[str, Mapping[str, Any]]], None]] = None,
-                 write_size: int = 1000):
+                 write_size: int = 5000):
         self.waldur = waldur
         self.slurm = slurm
         self.components = components
@@ -170,9 +171,17 @@ class OrderProcessor(OrderSteps):
         specs = self.specs(live, result, resources=resources, unanswered=unanswered)
         by_uuid = {o["uuid"]: o for o in live}
         tree: Optional[List[Association]] = None
-        for part in write_parts(specs, self.write_size):
-            if tree is None or any(spec.remove for spec in part.values()):
+
+        def tree_rows() -> int:
+            nonlocal tree
+            if tree is None:
                 tree = self.slurm.read_associations()  # once per task while the parts only add
+            return len(tree)
+
+        budget = getattr(self.slurm, "write_timeout", 900.0) / 3  # a load ends well inside the write timeout
+        for part in write_parts(specs, self.write_size, tree_rows, budget):
+            if tree is None or any(spec.remove for spec in part.values()):
+                tree = self.slurm.read_associations()
             tree = self._write_part(part, tree, by_uuid, resources, result)
         result.seconds = time.monotonic() - started
         return result
@@ -250,14 +259,23 @@ class OrderProcessor(OrderSteps):
             log.error("roll-back of %s for order %s failed: %s", account, spec.order_uuid, error)
 
 
-def write_parts(specs: Mapping[str, AllocationSpec], size: int) -> List[Dict[str, AllocationSpec]]:
-    """A task's orders in the parts that are each planned and written together: the Creates and Updates in
-    runs of ``size`` (each one ``load`` that finishes well inside the write timeout), then every removal in one
-    part (the adapter bounds each removal write itself) planned against a fresh read that shows the new children."""
+def write_parts(specs: Mapping[str, AllocationSpec], size: int, tree_rows: Callable[[], int] = lambda: 0,
+                budget: float = 300.0) -> Iterator[Dict[str, AllocationSpec]]:
+    """A task's orders in the parts that are each planned and written together: the Creates and Updates in runs
+    of at most ``size``, each as many as one ``load`` takes in an estimated ``budget`` seconds into the tree as it
+    is then (``tree_rows()``, asked before each part; :mod:`slurm_sync.domain.load_cost`: a part's cost grows with
+    the tree, and two loads cost more than one of both), then every removal in one part (the adapter bounds each
+    removal write itself) planned against a fresh read that shows the new children."""
     ensure = [(uuid, spec) for uuid, spec in specs.items() if not spec.remove]
-    parts = [dict(ensure[i:i + size]) for i in range(0, len(ensure), max(1, size))]
+    start = 0
+    while start < len(ensure):
+        run = ensure[start:start + max(1, size)]
+        length = part_length([len(spec.users or ()) for _, spec in run], tree_rows(), budget)
+        yield dict(run[:length])
+        start += length
     removals = {uuid: spec for uuid, spec in specs.items() if spec.remove}
-    return parts + ([removals] if removals else [])
+    if removals:
+        yield removals
 
 
 def _one_per_resource(orders: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
