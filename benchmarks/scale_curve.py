@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_bed import SacctmgrCalls, own_redis, private_bed, sender, wait_final  # noqa: E402
 from pull_orders import COMPONENTS  # noqa: E402
+from slurm_sync.settings import Settings  # noqa: E402
 from slurm_sync.domain.real_tree import ActualState  # noqa: E402
 from slurm_sync.domain.slurm_objects import AccountSpec, AddAccounts  # noqa: E402
 from slurm_sync.slurm.runner import NativeExecutor  # noqa: E402
@@ -135,7 +136,7 @@ def floor(tree: AddAccounts) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="50,500,1000,2000")
-    parser.add_argument("--batch", type=int, default=1000, help="SLURM_SYNC_BATCH_SIZE (the product's default)")
+    parser.add_argument("--batch", type=int, default=Settings.batch_size, help="SLURM_SYNC_BATCH_SIZE (the product's default)")
     parser.add_argument("--young", action="store_true", help="terminate allocations minutes old (the worst case: "
                         "slurmdbd renumbers its tree per association) instead of ones that lived for two days")
     parser.add_argument("--rows", default="100000,1000000",

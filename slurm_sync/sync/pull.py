@@ -178,7 +178,7 @@ class OrderProcessor(OrderSteps):
                 tree = self.slurm.read_associations()  # once per task while the parts only add
             return len(tree)
 
-        budget = getattr(self.slurm, "write_timeout", 900.0) / 3  # a load ends well inside the write timeout
+        budget = getattr(self.slurm, "write_timeout", 900.0) / 2  # the estimate errs long: well inside the timeout
         for part in write_parts(specs, self.write_size, tree_rows, budget):
             if tree is None or any(spec.remove for spec in part.values()):
                 tree = self.slurm.read_associations()
