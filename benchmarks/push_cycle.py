@@ -8,6 +8,8 @@ the private bed's job table across this month, up to an hour ago. Cycles, each t
   cold         the first cycle: the whole month read, every allocation's usage posted
   idle         nothing ran since: the cycle must find that out cheaply
   incremental  `--new` more jobs ended since, spread over every allocation: every allocation posts again
+  final usage  what a Terminate of 10 allocations bills before their accounts go (from the ledger), beside the
+               same read over their whole month
   recount      the daily recount (the month read whole again), nothing to post
 After the last cycle every allocation's totals AND every user's amounts in Waldur are compared with a ground
 truth computed from the injected rows themselves (exact fractions, rounded half up to cents as sent).
@@ -226,6 +228,18 @@ def run(args, work: Path) -> int:
         table.insert(fresh)
         truth.add(fresh)
         cycle("incremental", reporter, commands)
+        leaving = {a: emu.get_resource(resources[a]["uuid"]) for a in sorted(teams)[:10]}
+        commands.take()
+        started = time.monotonic()
+        final = reporter.report_final(leaving)
+        print(f"{'final usage':12} {time.monotonic() - started:7.2f} s | "
+              + " ".join(f"{k} {v:5.2f} s" for k, v in sorted(commands.take().items()))
+              + f" | rows {final.jobs:>8} | 10 allocations being terminated, from the ledger", flush=True)
+        started = time.monotonic()
+        whole = reporter.months.read((month_start.year, month_start.month), {a: r["uuid"] for a, r in leaving.items()},
+                                     datetime.now(UTC), {}, None, mode="whole")
+        print(f"{'  whole':12} {time.monotonic() - started:7.2f} s | rows {whole.rows:>8} | the same 10 read over "
+              "their whole month (as before the ledger)", flush=True)
         cycle("recount", reporter, commands, now=datetime.now(UTC) + timedelta(hours=25))
         differs = compare(emu, resources, truth, month_start.date().isoformat())
         print(f"Waldur equals the rows' ground truth ({len(truth.totals)} totals, {len(truth.users)} user cells): "

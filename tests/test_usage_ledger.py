@@ -190,3 +190,9 @@ def test_cycles_read_only_the_jobs_since_the_watermark_and_the_totals_stay_exact
     five = cycle(at(13, 1))  # 25 h after the first read
     assert five.recounted == [MARCH] and five.jobs == 27
     assert shown() == expected(first + later + [late, running], at(13, 1))
+
+    # the last usage of an allocation being terminated: read from the ledger (nothing since), nothing stored
+    kept = reporter.months.ledger.data[MARCH]
+    final = reporter.report_final({a: waldur.get_resource(resources[a]["uuid"])}, now=at(13, 2))
+    assert final.jobs == 0 and final.sacct_calls == 1 and final.recounted == []
+    assert shown() == expected(first + later + [late, running], at(13, 1)) and reporter.months.ledger.data[MARCH] == kept

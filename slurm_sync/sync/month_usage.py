@@ -2,9 +2,9 @@
 
 :class:`MonthUsage` keeps each month's settled jobs in a :class:`LedgerStore` (Redis in the worker) and asks
 sacct only for the jobs since the ledger's watermark (the why and the proof are in
-:mod:`slurm_sync.domain.usage_ledger`). Without a store, or for a subset of the offering's resources (a resync
-of one resource, the last usage of allocations being terminated), it reads the whole month, as before, and
-leaves the ledger alone.
+:mod:`slurm_sync.domain.usage_ledger`). For a subset of the offering's resources it stores nothing: the last
+usage of allocations being terminated reads from the ledger (``mode="use"``), a forced resync of one resource
+reads its whole month (``mode="whole"``); without a store every read is a whole month.
 """
 from __future__ import annotations
 
@@ -71,12 +71,14 @@ class MonthUsage:
         self.fingerprint = fingerprint(components, tres_source)
 
     def read(self, month: Month, resources: Mapping[str, str], now: datetime,
-             since: Mapping[str, datetime], cutoff: Optional[datetime], whole: bool = False) -> MonthRead:
+             since: Mapping[str, datetime], cutoff: Optional[datetime], mode: str = "keep") -> MonthRead:
         """Usage of ``resources`` ({account: resource uuid}) in ``month``. ``cutoff``: the moment the accounting
-        is proved complete up to (jobs ended before it are settled), None when not proved. ``whole``: these are
-        not all the offering's resources: read the whole month and leave the ledger alone."""
+        is proved complete up to (jobs ended before it are settled), None when not proved. ``mode``: "keep" reads
+        from the ledger and stores it (a cycle of all the offering's resources), "use" reads from it and stores
+        nothing, "whole" reads the whole month and leaves the ledger alone."""
         window = month_window(month[0], month[1], self.tz)
-        use_ledger = self.ledger is not None and not whole
+        use_ledger = self.ledger is not None and mode != "whole"
+        keep = use_ledger and mode == "keep"
         if use_ledger:
             plan = plan_reads(self.ledger.get(month), resources, window[0], now, self.fingerprint,
                               self.recount_every)
@@ -88,15 +90,16 @@ class MonthUsage:
             read_jobs(accounts, start, window[1], tres_source=self.tres_source, lines=self.lines, stats=stats)
             for start, accounts in plan.reads)
         summed = tally(jobs, window, resources, self.components, now, since,
-                       settled_before=cutoff if use_ledger else None)
-        if use_ledger:
+                       settled_before=cutoff if keep else None)
+        if keep:
             kept = fold(plan, resources, summed, cutoff, window[0])
             self.ledger.put(month, kept)  # only after the whole read: a failed sacct folds nothing
             report = to_report(window, resources, self.components, kept.seconds, summed.open)
-        else:
-            report = to_report(window, resources, self.components, summed.settled, summed.open)
+        else:  # with mode "use", plan.ledger holds the kept sums of these accounts only
+            report = to_report(window, resources, self.components,
+                               *((plan.ledger.seconds,) if use_ledger else ()), summed.settled, summed.open)
         report.jobs_counted, report.jobs_ignored = summed.jobs_counted, summed.jobs_ignored
-        if plan.recount and use_ledger:
+        if plan.recount and keep:
             log.info("usage %d-%02d: the whole month read (%d rows) and kept up to %s", month[0], month[1],
                      stats.records, cutoff.isoformat() if cutoff else "its start (completeness not proved)")
         return MonthRead(report, len(plan.reads), summed.jobs_counted, plan.recount)

@@ -110,7 +110,7 @@ class UsageReporter:
         cutoff = self.complete_at() if present and self.usage_types and self.months.ledger is not None else None
         for month in result.months:
             self._report_month(month, month != current, present, now, result, cutoff,
-                               whole=resource_uuids is not None)
+                               mode="keep" if resource_uuids is None else "whole")
         result.waldur_requests = self.waldur.request_count - requests_before
         return result
 
@@ -124,7 +124,7 @@ class UsageReporter:
         current = months_to_report(now, 0, self.tz)[-1]
         result.months = list(months_to_report(now, self.closing_day, self.tz))
         for month in result.months:
-            self._report_month(month, month != current, present, now, result, None, whole=True)
+            self._report_month(month, month != current, present, now, result, None, mode="use")
         result.waldur_requests = self.waldur.request_count - requests_before
         return result
 
@@ -206,14 +206,14 @@ class UsageReporter:
     # -- usage --
 
     def _report_month(self, month: Month, closed: bool, present: Mapping[str, Dict[str, Any]], now: datetime,
-                      result: PushResult, cutoff: Optional[datetime], whole: bool) -> None:
+                      result: PushResult, cutoff: Optional[datetime], mode: str) -> None:
         """Totals of every resource first (one post each where they changed), then ONE listing of the month's
         component usages, then the per-user amounts that changed, hung on them."""
         if not present or not self.usage_types:
             return
         read = self.months.read(month, {a: r["uuid"] for a, r in present.items()}, now,
                                 {a: t for a, t in ((a, _created(r)) for a, r in present.items()) if t},
-                                cutoff, whole)
+                                cutoff, mode)
         report = read.report
         result.sacct_calls += read.sacct_reads
         result.jobs += read.rows
