@@ -227,16 +227,16 @@ class UsageReporter:
             users = {user: {t: to_wire(amounts.get(t, Decimal(0))) for t in self.usage_types}
                      for user, amounts in report.per_user.get(account, {}).items()}
             with self._refused(resource["uuid"], account, month, totals, result):
-                users_to_send = self._send_totals(resource["uuid"], month, closed, totals, users, result)
+                users_to_send, sent = self._send_totals(resource["uuid"], month, closed, totals, users, result)
                 if users_to_send:
-                    pending.append((account, resource["uuid"], totals, users, users_to_send))
+                    pending.append((account, resource["uuid"], totals, users, users_to_send, sent))
         if not pending:
             return
         ids = self.waldur.component_usage_ids(f"{month[0]}-{month[1]:02d}-01")
-        for account, uuid, totals, users, changed_users in pending:
+        for account, uuid, totals, users, changed_users, sent in pending:
             with self._refused(uuid, account, month, totals, result):
                 self._send_users(uuid, month, closed, users, changed_users, ids.get(uuid.replace("-", ""), {}),
-                                 result)
+                                 sent, result)
 
     @contextmanager
     def _refused(self, resource: str, account: str, month: Month, totals: Mapping[str, str], result: PushResult):
@@ -252,8 +252,9 @@ class UsageReporter:
             result.refused.append(note)
 
     def _send_totals(self, resource: str, month: Month, closed: bool, totals: Dict[str, str],
-                     users: Dict[str, Dict[str, str]], result: PushResult) -> Dict[str, Dict[str, str]]:
-        """Post the totals that changed; return {type: {user: amount}} of the per-user amounts that changed."""
+                     users: Dict[str, Dict[str, str]], result: PushResult) -> Tuple[Dict[str, Dict[str, str]], Any]:
+        """Post the totals that changed; return {type: {user: amount}} of the per-user amounts that changed, and
+        what is now recorded as sent (read once here, handed to :meth:`_send_users`)."""
         sent_totals, sent_users = self.store.get(resource, month)
         changed = {t: a for t, a in totals.items() if sent_totals.get(t) != a}
         for t, amount in list(changed.items()):
@@ -278,11 +279,12 @@ class UsageReporter:
             sent_totals.update(changed)
             # recorded at once: a per-user post refused later must not make these totals look unsent
             self.store.put(resource, month, sent_totals, sent_users)
-        return changed_users
+        return changed_users, (sent_totals, sent_users)
 
     def _send_users(self, resource: str, month: Month, closed: bool, users: Dict[str, Dict[str, str]],
-                    changed_users: Dict[str, Dict[str, str]], by_type: Mapping[str, str], result: PushResult) -> None:
-        sent_totals, sent_users = self.store.get(resource, month)
+                    changed_users: Dict[str, Dict[str, str]], by_type: Mapping[str, str], sent: Any,
+                    result: PushResult) -> None:
+        sent_totals, sent_users = sent
         for t, per_user in sorted(changed_users.items()):
             if t not in by_type:
                 if closed:  # the month's total never reached Waldur (7.0): nothing to hang these on, ever
