@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Dict, Iterator
 
 import testkit.testbed as testbed
+from testkit.redis_server import start_redis
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,25 +25,13 @@ def remove_tree(parent: str, timeout: float = 3600) -> None:
                     f"remove_sandbox({parent!r})"], cwd=REPO, timeout=timeout)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def own_redis(work: Path) -> tuple:
     """A private redis-server on a free loopback port, no persistence: (process, URL). A benchmark never touches
     (let alone flushes) a Redis it did not start."""
-    port = free_port()
-    proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--dir", str(work)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc, f"redis://127.0.0.1:{port}/0"
-        time.sleep(0.05)
-    raise SystemExit("redis-server did not start")
+    try:
+        return start_redis(work)
+    except RuntimeError as failed:
+        raise SystemExit(str(failed))
 
 
 @contextlib.contextmanager

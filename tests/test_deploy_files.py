@@ -754,7 +754,7 @@ def test_dockerfile_basics():
     healthcheck = next(rest for word, rest in final_stage if word == "HEALTHCHECK")
     assert healthcheck.endswith('CMD ["slurm-sync", "health"]')
     build_run = " ".join(rest for word, rest in instructions if word == "RUN")
-    assert 'pip install ".[ops]"' in build_run
+    assert "bash scripts/install /opt/slurm-sync/.venv" in build_run  # the lock's versions, as systemd's install
 
 
 def test_dockerfile_passes_hadolint():
@@ -810,7 +810,7 @@ def _excluded(path: str, patterns) -> bool:
 
 def test_image_build_context_builds_the_package(tmp_path):
     """The files BuildKit sends (repo root cut by Dockerfile.dockerignore) hold every COPY source and build the
-    package with its top-level modules, as the Dockerfile's `pip install .[ops]` will."""
+    package with its top-level modules, as the Dockerfile's `scripts/install` will."""
     patterns = _dockerignore_patterns()
     reincluded = [text for negated, _regex, text in patterns if negated]
     context = tmp_path / "context"

@@ -328,10 +328,10 @@ def test_health_without_an_offering_vouches_for_the_connections_only(test_redis)
     offering, so its health check says the cycles are not checked instead of failing for ever."""
     from slurm_sync.cli.health import check
     from slurm_sync.settings import Settings
-    from tests.plugins.celery_worker import TEST_REDIS
-    healthy, line = check(Settings(redis_url=TEST_REDIS, celery_broker_url=TEST_REDIS))
+    from tests.plugins.celery_worker import test_redis_url
+    healthy, line = check(Settings(redis_url=test_redis_url(), celery_broker_url=test_redis_url()))
     assert healthy and "cycles not checked" in line
-    offered = Settings(redis_url=TEST_REDIS, celery_broker_url=TEST_REDIS,
+    offered = Settings(redis_url=test_redis_url(), celery_broker_url=test_redis_url(),
                        waldur_offering_uuid="5f0d1e8a0c7b4c6f9d2e3a4b5c6d7e8f")
     healthy, line = check(offered)
     assert not healthy and "has not succeeded yet" in line

@@ -17,7 +17,7 @@ from slurm_sync.waldur.api import WaldurAPI
 from slurm_sync.redis_keys import RedisKeys
 from slurm_sync.redis_stores import RedisGenerationCache
 
-from tests.plugins.celery_worker import TEST_REDIS
+from tests.plugins.celery_worker import test_redis_url
 from tests.test_sacct import bed_accounts, job_table  # noqa: F401  (fixtures)
 from tests.plugins.slurm_bed import sacctmgr
 from tests.pull_scenario import COMPONENTS_YAML
@@ -37,7 +37,7 @@ def api(waldur, scenario, **kwargs):
 # -- learning the generation --
 
 def test_generation_is_learnt_from_one_read_and_shared_through_redis(waldur, scenario, test_redis):
-    cache = RedisGenerationCache(redis.Redis.from_url(TEST_REDIS), RedisKeys(scenario.offering["uuid"]))
+    cache = RedisGenerationCache(redis.Redis.from_url(test_redis_url()), RedisKeys(scenario.offering["uuid"]))
     first = api(waldur, scenario, generation_cache=cache)
     assert first.generation.name == waldur.profile
     assert "orders/ answered " + ("200" if waldur.profile == "current" else "404") in first.generation.reason

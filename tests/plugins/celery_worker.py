@@ -1,7 +1,7 @@
 """pytest plugin: slurm-sync's real Celery worker(s) against the bed, the emulator and a test Redis db.
 
 ``sync_env`` is the worker environment for this test (the emulator's URL and offering, a private
-SLURM parent account, Redis db 9 flushed before the test); ``start_worker`` starts a real
+SLURM parent account, the session's own Redis flushed before the test); ``start_worker`` starts a real
 `celery -A tasks worker -Q headnode,celery` with it and stops it after the test; ``send`` sends a
 task by name through the same broker and returns its AsyncResult: the worker stores every task's result
 in the test Redis, so a test waits for the task to have run (``result.get``), not for time to pass.
@@ -9,6 +9,8 @@ in the test Redis, so a test waits for the task to have run (``result.get``), no
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,9 +18,30 @@ import pytest
 import redis
 
 from testkit.celery_procs import start_worker as _start_worker, sync_environment
+from testkit.redis_server import start_redis
 
-# SLURM_SYNC_TEST_REDIS lets two suites run side by side without flushing each other's db
-TEST_REDIS = os.environ.get("SLURM_SYNC_TEST_REDIS", "redis://127.0.0.1:6379/9")
+_own_redis: dict = {}
+
+
+def test_redis_url() -> str:
+    """The URL of the test session's own redis-server, started on first use and stopped when the session ends:
+    the tests never touch a Redis they did not start (two suites side by side each have their own)."""
+    if not _own_redis:
+        work = Path(tempfile.mkdtemp(prefix="slurm-sync-test-redis-"))
+        proc, url = start_redis(work)
+        _own_redis.update(proc=proc, url=url, work=work)
+    return _own_redis["url"]
+
+
+test_redis_url.__test__ = False  # a helper, not a test
+
+
+def pytest_unconfigure(config):
+    if _own_redis:
+        _own_redis["proc"].terminate()
+        _own_redis["proc"].wait(timeout=10)
+        shutil.rmtree(_own_redis["work"], ignore_errors=True)
+        _own_redis.clear()
 
 
 def wait_until(predicate, timeout=60.0, what="condition"):
@@ -33,7 +56,7 @@ def wait_until(predicate, timeout=60.0, what="condition"):
 
 @pytest.fixture
 def test_redis():
-    client = redis.Redis.from_url(TEST_REDIS)
+    client = redis.Redis.from_url(test_redis_url())
     client.flushdb()
     yield client
     client.flushdb()
@@ -45,12 +68,13 @@ def sync_env(slurm_sandbox, waldur, test_redis, tmp_path):
     from tests.pull_scenario import COMPONENTS_YAML
     components = tmp_path / "components.yaml"
     components.write_text(COMPONENTS_YAML)
+    url = test_redis_url()
     return {
         "WALDUR_API_URL": waldur.url, "WALDUR_API_TOKEN": waldur.token, "WALDUR_SYNC_DIRECTION": "pull",
         # account names are cluster-wide: each test gets its own prefixes
         "SLURM_DEFAULT_ACCOUNT": f"{slurm_sandbox}w", "SLURM_CUSTOMER_PREFIX": f"c{slurm_sandbox[1:5]}_",
         "SLURM_PROJECT_PREFIX": f"p{slurm_sandbox[1:5]}_", "SLURM_ALLOCATION_PREFIX": f"a{slurm_sandbox[1:5]}_", "SLURM_TRES_CONFIG_PATH": str(components),
-        "CELERY_BROKER_URL": TEST_REDIS, "REDIS_URL": TEST_REDIS, "CELERY_RESULT_BACKEND": TEST_REDIS,
+        "CELERY_BROKER_URL": url, "REDIS_URL": url, "CELERY_RESULT_BACKEND": url,
     }
 
 
@@ -77,8 +101,7 @@ def _test_app():
     from celery import Celery
     app = Celery("slurm_sync_tests")
     app.config_from_object("celeryconfig")
-    app.conf.broker_url = TEST_REDIS
-    app.conf.result_backend = TEST_REDIS
+    app.conf.broker_url = app.conf.result_backend = test_redis_url()
     app.conf.task_ignore_result = False
     yield app
     app.close()
