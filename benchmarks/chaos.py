@@ -14,7 +14,7 @@ With ``--dead-worker`` it measures instead how long a killed worker's orders wai
 under its name: a batch is killed mid-way, another worker (another node name) runs, and the seconds from the
 kill until every order is final are printed (bound: 1.5 x SLURM_SYNC_ORDER_LOCK_TTL, then the batch's own time).
 
-Not a test: the figures are for the closing note and the README.
+Not a test: the figures are for the closing note and docs/development.md.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The deployment files: docker/, examples/docker-compose/, systemd/ (the README, "Deploying it", tells how to use them).
+"""The deployment files: docker/, examples/docker-compose/, systemd/ (docs/deploying.md tells how to use them).
 
 What runs here, with no Docker engine: Docker Compose v2 (`docker-compose` from the venv, installed by
 scripts/setup, else `docker compose`) resolves every compose file with each env example exactly as
@@ -207,7 +207,7 @@ def test_compose_settings_come_from_the_env_file(tmp_path):
 
 
 def test_docs_workflow_from_a_checkout(tmp_path):
-    """the README: `cp docker/.env.example.pull docker/pull.env`, fill it in, then compose with
+    """docs/deploying.md: `cp docker/.env.example.pull docker/pull.env`, fill it in, then compose with
     --env-file, or COMPOSE_FILE + COMPOSE_ENV_FILES (with the native file too)."""
     checkout = tmp_path / "checkout"
     shutil.copytree(DOCKER, checkout / "docker", ignore=shutil.ignore_patterns("*.env", ".env"))

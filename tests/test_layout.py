@@ -1,4 +1,4 @@
-"""The layout the README's architecture map draws, enforced: who may import whom, who reads the environment,
+"""The layout the architecture map in docs/development.md draws, enforced: who may import whom, who reads the environment,
 what the wheel holds, and the product's size."""
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def rule_for(module: str) -> Tuple[Set[str], Set[str]]:
     if module in EXACT:
         return EXACT[module]
     matches = [prefix for prefix in RULES if module == prefix or module.startswith(prefix + ".")]
-    assert matches, f"{module} is in no folder of the architecture map (README: Architecture)"
+    assert matches, f"{module} is in no folder of the architecture map (docs/development.md: Architecture)"
     return RULES[max(matches, key=len)]
 
 

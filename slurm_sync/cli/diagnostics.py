@@ -215,12 +215,12 @@ def check_waldur(ctx: Context) -> Check:
 
 
 def check_waldur_generation(ctx: Context) -> Check:
-    """Which Waldur API generation answers, and why we think so (README: "Waldur versions")."""
+    """Which Waldur API generation answers, and why we think so (docs/waldur-versions.md)."""
     skipped = _skip_unless(ctx, "waldur-generation", "waldur")
     if skipped:
         return skipped
     generation = ctx.waldur.generation
-    note = ("; a closed month's totals cannot be filed on this line (see README, Waldur versions)"
+    note = ("; a closed month's totals cannot be filed on this line (see docs/waldur-versions.md)"
             if generation.is_7_0 else "")
     return Check("waldur-generation", OK, f"{generation.name} — {generation.reason}{note}")
 

@@ -182,7 +182,7 @@ class UsageReporter:
         if self.store.state(uuid) != "Erred-stuck":
             note = (f"resource {uuid} (account {account}) is Erred in Waldur while its SLURM account exists; this "
                     "Waldur (7.0 line) has no provider call to bring it back to OK and takes no usage for it: a "
-                    "Waldur staff user must set the resource OK (see README, Erred resources)")
+                    "Waldur staff user must set the resource OK (see docs/push.md, Erred resources)")
             log.error(note)
             result.unreportable.append(note)
             self.store.put_state(uuid, "Erred-stuck")

@@ -38,7 +38,7 @@ def cents(value: Decimal) -> float:
 
 
 def usage_is_posted(stack: Stack, emu, table: JobTable, account: str, slurm: Callable[..., str]) -> None:
-    """One job row of ``account`` after its resource was created; the README's resync posts its usage."""
+    """One job row of ``account`` after its resource was created; the resync in docs/deploying.md posts its usage."""
     resource = next(r for r in emu.resources() if r.get("backend_id") == account)
     # usage before the resource was created belongs to an earlier allocation: the job runs after it
     created = datetime.fromisoformat(resource["created"].replace("Z", "+00:00"))

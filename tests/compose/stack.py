@@ -1,4 +1,4 @@
-"""docker/docker-compose.yml brought up for real on the kit's engine, as the README's commands run it."""
+"""docker/docker-compose.yml brought up for real on the kit's engine, as docs/deploying.md's commands run it."""
 from __future__ import annotations
 
 import json
@@ -30,7 +30,7 @@ def compose_binary() -> List[str]:
 
 
 class Stack:
-    """One compose project: ``compose(...)`` runs a compose command as the README writes it."""
+    """One compose project: ``compose(...)`` runs a compose command as docs/deploying.md writes it."""
 
     def __init__(self, engine: Engine, env_file: Path, files: List[Path], values: Dict[str, str]):
         self.engine, self.env_file, self.files, self.values = engine, env_file, files, values
@@ -38,7 +38,7 @@ class Stack:
     @classmethod
     def deploy(cls, engine: Engine, files: List[Path], *, project: str, waldur_url: str, token: str,
                offering: str, prefix: str, **extra: str) -> "Stack":
-        """Write the deployment's env file for one test stack (the README's variables, filled in for this
+        """Write the deployment's env file for one test stack (docs/deploying.md's variables, filled in for this
         run; ``extra`` adds or overrides) and return the stack it describes; nothing is started yet."""
         env_file = engine.scratch / f"{project}.env"
         values = {
@@ -70,7 +70,7 @@ class Stack:
         return cls(engine, env_file, files, values)
 
     def compose(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-        """`docker compose <args>` after the README's `export COMPOSE_FILE=... COMPOSE_ENV_FILES=...`."""
+        """`docker compose <args>` after docs/deploying.md's `export COMPOSE_FILE=... COMPOSE_ENV_FILES=...`."""
         env = {k: v for k, v in self.engine.env.items() if not k.startswith("COMPOSE_")}
         env.update(COMPOSE_FILE=":".join(str(f.relative_to(REPO)) for f in self.files),
                    COMPOSE_ENV_FILES=str(self.env_file))
@@ -98,7 +98,7 @@ class Stack:
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "10", check=False)
 
     def celery_call(self, task: str, *args) -> str:
-        """`compose exec worker-headnode celery -A tasks call <task> [--args=...]` (the README's resync)."""
+        """`compose exec worker-headnode celery -A tasks call <task> [--args=...]` (the resync in docs/deploying.md)."""
         extra = [f"--args={json.dumps(list(args))}"] if args else []
         return self.compose("exec", "-T", "worker-headnode", "celery", "-A", "tasks", "call", task, *extra,
                             timeout=120).stdout.strip()

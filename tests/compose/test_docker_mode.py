@@ -1,7 +1,7 @@
 """docker/docker-compose.yml for real, SLURM_DEPLOYMENT_TYPE=docker: worker-headnode `docker exec`s sacctmgr and
 sacct into a SLURM head-node container through the engine's socket.
 
-One stack for the module, driven as the README says (`run --rm ... check-config`, `run --rm worker
+One stack for the module, driven as docs/deploying.md says (`run --rm ... check-config`, `run --rm worker
 load-components`, `up -d`, `exec worker-headnode celery -A tasks call ...`); the Waldur emulator answers it.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """docker/docker-compose.yml + docker/docker-compose.native.yml for real, SLURM_DEPLOYMENT_TYPE=native, against the
 test bed: worker-headnode runs the image's own sacctmgr/sacct with the host's slurm.conf and munged's socket
-mounted, as the README says, and reaches the bed's slurmdbd through its network's gateway.
+mounted, as docs/deploying.md says, and reaches the bed's slurmdbd through its network's gateway.
 """
 from __future__ import annotations
 
