@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from slurm_sync.observability.redaction import mask_url
+from slurm_sync.observability.masking import mask_url
 from slurm_sync.redis_tls import url_problem
 
 TRUE_WORDS = {"1", "true", "yes", "on", "y", "t"}

@@ -70,4 +70,4 @@ signals.beat_init.connect(_check_start_up, weak=False)
 
 from tasks import signals as _observability  # noqa: E402 - Sentry, metrics, last-success marks, log format
 
-_observability.connect()
+_observability.connect(app, runtime)

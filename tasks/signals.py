@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 import time
-from typing import Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from celery import signals
 
@@ -32,6 +32,7 @@ from slurm_sync.observability import metrics_server
 log = logging.getLogger(__name__)
 
 _started: Dict[str, float] = {}
+_wired: Dict[str, Any] = {}  # tasks.app's app and runtime, handed to connect()
 
 
 def _fail_start(message: str) -> None:
@@ -68,7 +69,6 @@ def start_worker_observability(**_kwargs) -> None:
 
 def on_worker_init(sender=None, **_kwargs) -> None:
     """Before the pool forks: every process of this worker knows its node name (guards' lock records)."""
-    from tasks.app import runtime
     from tasks.guards import set_node
     node = getattr(sender, "hostname", None)
     try:
@@ -87,7 +87,6 @@ def _take_over(node: Optional[str]) -> None:
     """A restart under the same node name: the dead process's orders are sent again now, not a lock TTL later."""
     if not node:
         return
-    from tasks.app import runtime
     from tasks.guards import take_over_dead_incarnation
     try:
         orders = take_over_dead_incarnation(runtime().redis, runtime().keys, node)
@@ -95,9 +94,8 @@ def _take_over(node: Optional[str]) -> None:
         log.warning("could not take over the locks of %s's previous process: %s", node, error)
         return
     if orders:
-        from tasks.pull import recover_orders
         log.warning("%s restarted: %d orders its previous process held are taken up again", node, len(orders))
-        recover_orders.delay()
+        _wired["app"].send_task("tasks.pull.recover_orders")
 
 
 def on_worker_shutdown(**_kwargs) -> None:
@@ -131,7 +129,6 @@ def on_postrun(task_id: Optional[str] = None, task=None, retval=None, state: Opt
         now = time.time()
         m.observe_success_time(name, now)
         try:
-            from tasks.app import runtime
             record_success(runtime().redis, runtime().keys, name, now)
         except Exception as error:  # noqa: BLE001 - a lost mark costs a health warning, not the task
             log.warning("could not store the last success of %s: %s", name, error)
@@ -160,8 +157,14 @@ def on_logger_setup(logger=None, **_kwargs) -> None:
         logs.apply_to_logger(logger, logs.log_format())
 
 
-def connect() -> None:
-    """Connect every handler (idempotent: Celery keys receivers by their id)."""
+def runtime() -> Any:
+    return _wired["runtime"]()
+
+
+def connect(app: Any, runtime_of_process: Callable[[], Any]) -> None:
+    """Connect every handler (idempotent: Celery keys receivers by their id). ``app`` and ``runtime_of_process``
+    are tasks.app's: handed in, so this module imports neither tasks.app nor a task module."""
+    _wired.update(app=app, runtime=runtime_of_process)
     signals.celeryd_init.connect(start_worker_observability, weak=False)
     signals.beat_init.connect(start_sentry, weak=False)
     signals.worker_init.connect(on_worker_init, weak=False)

@@ -72,7 +72,7 @@ def redis_problem(url: str) -> Optional[str]:
 
 def safe_url(url: str) -> str:
     """A broker/Redis URL without its password (``redis://:****@redis:6379/0``)."""
-    from slurm_sync.observability.redaction import mask_url
+    from slurm_sync.observability.masking import mask_url
     return mask_url(url)
 
 

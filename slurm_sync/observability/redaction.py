@@ -12,8 +12,9 @@ import re
 from typing import Any, Iterable, Mapping, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
-FILTERED = "[Filtered]"
-MASK = "****"
+from slurm_sync.observability.masking import FILTERED, MASK, mask_url  # noqa: F401  (FILTERED, MASK: re-exported)
+from slurm_sync.settings import environment
+
 SECRET_VARIABLES = ("WALDUR_API_TOKEN", "SENTRY_DSN", "REDIS_PASSWORD")
 URL_VARIABLES = ("CELERY_BROKER_URL", "REDIS_URL", "CELERY_RESULT_BACKEND")  # may carry a password
 MIN_SECRET_LENGTH = 6
@@ -23,8 +24,6 @@ _AUTH_HEADER = re.compile(r"(?i)\b(authorization[\"']?\s*[:=]\s*[\"']?)(token|be
 _SECRET_ASSIGNMENT = re.compile(
     r"(?i)(\b[\w-]*(?:token|password|passwd|secret|dsn|api_?key)[\w-]*[\"']?\s*[:=]\s*[\"']?)"
     r"(?!\[Filtered\]|\*\*\*\*)[^\s\"',}&]{3,}")  # a masked "****abcd" or a "-" is shown as it is
-# the password of a URL's user part: "redis://:pw@host:6379/0", "amqp://user:pw@host//"
-_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s/?#@:'\"]*:)([^\s/?#@'\"]+)@")
 
 _extra: set = set()
 
@@ -39,7 +38,6 @@ def secrets(env: Optional[Mapping[str, str]] = None) -> Tuple[str, ...]:
     """The secret values to blank, longest first (a token containing another is blanked whole): the
     variables' values and the passwords of the URL variables, as written and percent-decoded."""
     if env is None:
-        from slurm_sync.settings import environment  # settings imports this module: imported when called
         env = environment()
     values = set(_extra)
     candidates = [(env.get(variable) or "").strip() for variable in SECRET_VARIABLES]
@@ -51,15 +49,6 @@ def secrets(env: Optional[Mapping[str, str]] = None) -> Tuple[str, ...]:
         candidates += [password, unquote(password)]
     values.update(value for value in candidates if len(value) >= MIN_SECRET_LENGTH)
     return tuple(sorted(values, key=len, reverse=True))
-
-
-def mask_url(text: str, mask: str = MASK) -> str:
-    """``text`` with the password of every URL in it replaced by ``mask`` (``redis://:****@redis:6379/0``);
-    a password already masked (``****``, ``[Filtered]``) is left as it is."""
-    if not text or "://" not in text:
-        return text
-    return _URL_PASSWORD.sub(
-        lambda m: m.group(1) + (m.group(2) if m.group(2) in (MASK, FILTERED) else mask) + "@", text)
 
 
 def redact(text: str, values: Optional[Iterable[str]] = None) -> str:
