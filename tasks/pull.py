@@ -52,17 +52,11 @@ def _home_directories():
     return lambda users: create_home_directories(rt.executor, users, local=local)
 
 
-def _bill_final_usage(leaving) -> None:
-    """Terminate: the allocations' usage up to now is posted before their accounts are removed."""
-    from tasks.push import bill_final_usage  # the push side's reporter; imported late (tasks.push imports this app)
-
-    bill_final_usage(leaving)
-
-
 def _processor() -> OrderProcessor:
     rt = runtime()
     return OrderProcessor(rt.waldur, rt.sacctmgr, rt.components, rt.policy, on_new_users=_home_directories(),
-                          before_remove=_bill_final_usage, write_size=rt.settings.batch_size)
+                          before_remove=lambda leaving: rt.usage_reporter().bill_final(leaving),
+                          write_size=rt.settings.batch_size)
 
 
 def _uuids(orders: List[Any]) -> List[str]:

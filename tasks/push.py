@@ -44,14 +44,6 @@ def _run(resource_uuids: Optional[List[str]] = None, months=None) -> Dict:
         return asdict(result)
 
 
-def bill_final_usage(leaving) -> None:
-    """{account: resource} about to be removed by Terminate orders: post their usage up to now (the resource
-    is Terminating, which Waldur still bills). Runs inside the pull batch, under its SLURM-writes lock."""
-    result = _reporter().report_final(leaving)
-    log.info("final usage of %d terminated allocation(s): %d usage posts, %d user-usage posts, %d refused",
-             len(leaving), result.usage_posts, result.user_usage_posts, len(result.refused))
-
-
 @app.task(name="tasks.push.report_usage", bind=True, **RETRY)
 def report_usage(self) -> Dict:
     """One push cycle: state of every resource, usage of the current (and closing) month."""

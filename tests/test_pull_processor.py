@@ -252,6 +252,46 @@ def test_terminate_posts_the_final_usage_before_the_account_goes(waldur, slurm_s
         remove_sandbox(policy.default_account)
 
 
+def test_a_terminate_whose_final_usage_waldur_did_not_take_keeps_the_account(waldur, scenario, slurm_sandbox):
+    """A 5xx on the final usage post (past the retries close to the call): the account stays and the order waits;
+    once Waldur takes the usage, the Terminate goes through. A 400 errs the order with the server's answer and
+    the account stays: what was not billed before the removal could never be read again."""
+    from slurm_sync.sync.push import UsageReporter
+    from slurm_sync.sync.reported_store import MemoryStore
+    components = parse_components(yaml.safe_load(COMPONENTS_YAML))
+    tag = slurm_sandbox[1:5]
+    policy = NamingPolicy(f"{slurm_sandbox}w", f"c{tag}_", f"p{tag}_", f"a{tag}_", 34)
+    api = WaldurAPI(waldur.url, waldur.token, scenario.offering["uuid"])
+    sacctmgr = SacctmgrClient(NativeExecutor(timeout=60))
+    reporter = UsageReporter(api, sacctmgr, components, MemoryStore())
+    processor = OrderProcessor(api, sacctmgr, components, policy, before_remove=reporter.bill_final)
+    accounts = lambda: {r[0] for r in sacctmgr_rows("show", "account", "format=Account")}  # noqa: E731
+    try:
+        kept = scenario.create("acme", "physics", "kept", limits={"cpu": 1, "gpu": 1}, team=("alice",))
+        refused = scenario.create("acme", "physics", "refused", limits={"cpu": 1, "gpu": 1}, team=("alice",))
+        assert sorted(processor.process(api.active_orders()).by_result("done")) == sorted(
+            [kept["uuid"], refused["uuid"]])
+        account = f"a{tag}_kept"
+        terminate = scenario.order(kept["marketplace_resource_uuid"], "Terminate")
+        waldur.faults.fail_next(12, status=503, path_contains="set_usage")  # more than the retries close to the call
+        result = processor.process(api.active_orders())
+        assert result.by_result("deferred") == [terminate["uuid"]] and result.by_result("done") == []
+        assert account in accounts() and waldur.get_order(terminate["uuid"])["state"] == "executing"
+        waldur.faults.clear()
+        assert processor.process(api.active_orders()).by_result("done") == [terminate["uuid"]]
+        assert account not in accounts() and waldur.component_usages(kept["marketplace_resource_uuid"])
+
+        terminate = scenario.order(refused["marketplace_resource_uuid"], "Terminate")
+        waldur.faults.fail_next(1, status=400, path_contains="set_usage")
+        assert processor.process(api.active_orders()).by_result("erred") == [terminate["uuid"]]
+        message = waldur.get_order(terminate["uuid"])["error_message"]
+        assert "final usage" in message and "refused by Waldur" in message and "400" in message
+        assert f"a{tag}_refused" in accounts()
+    finally:
+        from tests.plugins.slurm_bed import remove_sandbox
+        remove_sandbox(policy.default_account)
+
+
 @pytest.mark.parametrize("waldur_profile", ["7.0"])
 def test_7_0_create_is_completed_by_the_allocation_state_and_updates_follow_each_other(processor, waldur, scenario):
     """On the 7.0 profile: no wasted set_state_done after a Create; two Updates in a row both

@@ -11,7 +11,7 @@ from fractions import Fraction
 import pytest
 
 from slurm_sync.domain.usage import UsageSeconds, tally
-from slurm_sync.domain.usage_ledger import MonthLedger, fingerprint, fold, plan_reads
+from slurm_sync.domain.usage_ledger import Entry, MonthLedger, fingerprint, fold, plan_reads, settled_until
 from slurm_sync.domain.slurm_objects import JobRecord
 from slurm_sync.slurm.runner import NativeExecutor
 from slurm_sync.slurm.sacctmgr import SacctmgrClient
@@ -87,6 +87,30 @@ def test_nothing_is_settled_when_completeness_is_not_proved():
     ledger = fold(plan, resources, summed, None, MARCH_START)
     assert ledger.seconds == UsageSeconds() and ledger.entries["acc_a"].watermark == MARCH_START
     assert summed.open.totals == {"acc_a": {"cpu": Decimal(86400)}}
+
+
+def test_a_month_is_settled_up_to_its_end_and_never_past_it():
+    """In the closing days the cutoff lies in the next month: the month's watermark stops at its end, a job that
+    ended after it is not settled (it is read again, with start = end = the month's end), and an entry written
+    past the month's end (before this rule) is read again from the month's first second."""
+    april = datetime(2024, 4, 1, tzinfo=UTC)
+    cutoff = settled_until(april + timedelta(hours=6), april)
+    assert cutoff == april and settled_until(at(20), april) == at(20) and settled_until(None, april) is None
+    resources = {"acc_a": "r1"}
+    plan = plan_reads(None, resources, MARCH_START, april + timedelta(hours=6), FP, timedelta(hours=24), april)
+    jobs = [JobRecord("1", "acc_a", "u1", at(2), at(3), {"cpu": Decimal(1)}),
+            JobRecord("2", "acc_a", "u1", at(31, 23), april + timedelta(hours=2), {"cpu": Decimal(1)})]
+    summed = tally(jobs, (MARCH_START, april), resources, COMPONENTS, april + timedelta(hours=6),
+                   settled_before=cutoff)
+    ledger = fold(plan, resources, summed, cutoff, MARCH_START)
+    assert ledger.entries["acc_a"].watermark == april
+    assert ledger.seconds.totals == {"acc_a": {"cpu": Decimal(86400)}}  # job 2 ended in April: not settled
+    assert summed.open.totals == {"acc_a": {"cpu": Decimal(3600)}}  # its March hour, read every cycle
+    again = plan_reads(ledger, resources, MARCH_START, april + timedelta(hours=7), FP, timedelta(hours=24), april)
+    assert again.reads == [(april, ["acc_a"])] and not again.recount
+    ledger.entries["acc_a"] = Entry("r1", april + timedelta(hours=5))  # as the old rule left it
+    old = plan_reads(ledger, resources, MARCH_START, april + timedelta(hours=7), FP, timedelta(hours=24), april)
+    assert old.reads == [(MARCH_START, ["acc_a"])] and old.ledger.seconds.totals == {}
 
 
 SDIAG = """*******************************************************

@@ -18,6 +18,13 @@ TRES source (the fingerprint), or is older than the recount interval: what can c
 afterwards (``sacctmgr`` fixing runaway jobs, an archive loaded back) is then counted again within a day.
 An account whose resource is not the one its entry was made for (a name reused) starts again from the month's
 first second; so does an account new to the ledger (one extra sacct call, for those accounts only).
+
+The watermark never passes the month's end: only jobs that ended inside the month are settled in its ledger. A
+job still running at the month's end, or ending after it, is read again every cycle the month is reported (in
+the closing days: ``--starttime`` = ``--endtime`` = the month's end, which sacct answers with exactly the jobs
+that ran across it). A cutoff past the month's end therefore never asks sacct for a start after the end, and a
+job that ended in the next month is never settled twice. An entry whose watermark lies outside its month (a
+ledger written before this rule) is read again from the month's first second.
 """
 from __future__ import annotations
 
@@ -87,12 +94,19 @@ class ReadPlan:
     recount: bool
 
 
+def settled_until(cutoff: Optional[datetime], month_end: datetime) -> Optional[datetime]:
+    """Jobs that ended before this are settled in the month's ledger: the proved cutoff, never past the month."""
+    return None if cutoff is None else min(aware(cutoff), aware(month_end))
+
+
 def plan_reads(ledger: Optional[MonthLedger], resources: Mapping[str, str], month_start: datetime,
-               now: datetime, fingerprint_now: str, recount_every: timedelta) -> ReadPlan:
+               now: datetime, fingerprint_now: str, recount_every: timedelta,
+               month_end: Optional[datetime] = None) -> ReadPlan:
     """Which jobs to read for the accounts in ``resources`` ({account: resource uuid}): accounts whose entry
     is valid from their watermark (one read per distinct watermark, normally one), the others from the month's
     start. ``recount_every`` 0 reads the whole month every cycle."""
     month_start, now = aware(month_start), aware(now)
+    month_end = aware(month_end) if month_end is not None else None
     recount = (ledger is None or ledger.fingerprint != fingerprint_now or not recount_every
                or now - ledger.counted_at >= recount_every or ledger.counted_at > now)
     if recount:
@@ -102,7 +116,8 @@ def plan_reads(ledger: Optional[MonthLedger], resources: Mapping[str, str], mont
     groups: Dict[datetime, List[str]] = {}
     for account in sorted(resources):
         entry = ledger.entries.get(account)
-        if entry is not None and entry.resource == resources[account] and entry.watermark >= month_start:
+        if (entry is not None and entry.resource == resources[account] and entry.watermark >= month_start
+                and (month_end is None or entry.watermark <= month_end)):
             kept.entries[account] = entry
             kept.seconds.put(account, ledger.seconds.of(account))
             groups.setdefault(entry.watermark, []).append(account)
@@ -114,8 +129,9 @@ def plan_reads(ledger: Optional[MonthLedger], resources: Mapping[str, str], mont
 def fold(plan: ReadPlan, resources: Mapping[str, str], summed: Tally, cutoff: Optional[datetime],
          month_start: datetime) -> MonthLedger:
     """The ledger after this cycle: every read account's settled jobs added, its watermark at ``cutoff`` (never
-    back: the jobs between were not read). ``summed`` must be tallied with ``settled_before=cutoff``; a
-    ``cutoff`` of None (completeness not proved) folds nothing and keeps every watermark."""
+    back: the jobs between were not read). ``cutoff`` is :func:`settled_until` (never past the month's end) and
+    ``summed`` must be tallied with ``settled_before=cutoff``; a ``cutoff`` of None (completeness not proved)
+    folds nothing and keeps every watermark."""
     ledger = plan.ledger
     ledger.seconds.add_all(summed.settled)
     for start, accounts in plan.reads:

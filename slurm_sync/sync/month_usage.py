@@ -17,7 +17,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Protocol, 
 from slurm_sync.domain.components import Components
 from slurm_sync.domain.months import month_window
 from slurm_sync.domain.usage import UsageReport, tally, to_report
-from slurm_sync.domain.usage_ledger import MonthLedger, ReadPlan, fingerprint, fold, plan_reads
+from slurm_sync.domain.usage_ledger import MonthLedger, ReadPlan, fingerprint, fold, plan_reads, settled_until
 from slurm_sync.slurm.sacct import ParseStats, read_jobs
 
 log = logging.getLogger(__name__)
@@ -77,11 +77,12 @@ class MonthUsage:
         from the ledger and stores it (a cycle of all the offering's resources), "use" reads from it and stores
         nothing, "whole" reads the whole month and leaves the ledger alone."""
         window = month_window(month[0], month[1], self.tz)
+        cutoff = settled_until(cutoff, window[1])
         use_ledger = self.ledger is not None and mode != "whole"
         keep = use_ledger and mode == "keep"
         if use_ledger:
             plan = plan_reads(self.ledger.get(month), resources, window[0], now, self.fingerprint,
-                              self.recount_every)
+                              self.recount_every, window[1])
         else:
             plan = ReadPlan([(window[0], sorted(resources))] if resources else [],
                             MonthLedger(self.fingerprint, now), True)

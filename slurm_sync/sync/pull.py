@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from slurm_sync.domain.real_tree import ActualState, after_additions
 from slurm_sync.domain.load_cost import part_length
@@ -46,12 +46,14 @@ class OrderProcessor(OrderSteps):
     """Waldur <-> domain <-> SLURM for batches of orders. ``slurm`` is a SacctmgrClient.
 
     ``before_remove`` gets {account: resource} of the allocations a batch is about to remove,
-    so their usage up to now is billed before the account goes.
+    so their usage up to now is billed before the account goes; it returns {account: (transient, answer)} of
+    those whose usage Waldur did not take, and their accounts are not removed.
     """
 
     def __init__(self, waldur: WaldurAPI, slurm: Any, components: Components, policy: NamingPolicy,
                  on_new_users: Optional[Callable[[Iterable[str]], None]] = None,
-                 before_remove: Optional[Callable[[Dict[str, Mapping[str, Any]]], None]] = None,
+                 before_remove: Optional[Callable[[Dict[str, Mapping[str, Any]]],
+                                                  Optional[Mapping[str, Tuple[bool, str]]]]] = None,
                  write_size: int = 5000):
         self.waldur = waldur
         self.slurm = slurm
@@ -196,7 +198,12 @@ class OrderProcessor(OrderSteps):
         for uuid, message in plan.errors.items():
             self._each(by_uuid[uuid], lambda order, r: self._fail(order, message, r), result)
         applied = {uuid: account for uuid, account in plan.accounts.items()}
-        self._bill_before_removal(applied, specs, resources, before)
+        held = self._bill_before_removal(applied, specs, resources, before)
+        if held:  # their accounts stay: planned again without them (the same tree; nothing was written yet)
+            for uuid, (is_transient, answer) in held.items():
+                self._hold(by_uuid[uuid], applied[uuid], is_transient, answer, result)
+            plan = plan_batch([spec for uuid, spec in specs.items() if uuid not in held], before, self.policy)
+            applied = {uuid: account for uuid, account in plan.accounts.items() if uuid not in held}
         after = after_additions(tree, plan.operations)
         try:
             result.commits += self._apply(plan.operations)
@@ -211,14 +218,32 @@ class OrderProcessor(OrderSteps):
         return after
 
     def _bill_before_removal(self, accounts: Mapping[str, str], specs: Mapping[str, AllocationSpec],
-                             resources: Mapping[str, Mapping[str, Any]], before: ActualState) -> None:
+                             resources: Mapping[str, Mapping[str, Any]],
+                             before: ActualState) -> Dict[str, Tuple[bool, str]]:
+        """Bill the final usage of the accounts these orders remove; {order uuid: (transient, Waldur's answer)}
+        of those whose usage Waldur did not take."""
         if not self.before_remove:
-            return
+            return {}
+        order_of = {account: uuid for uuid, account in accounts.items()
+                    if specs[uuid].remove and account and before.has(account)
+                    and specs[uuid].resource_uuid in resources}
+        if not order_of:
+            return {}
         leaving = {account: {**resources[specs[uuid].resource_uuid], "backend_id": account}
-                   for uuid, account in accounts.items()
-                   if specs[uuid].remove and account and before.has(account) and specs[uuid].resource_uuid in resources}
-        if leaving:
-            self.before_remove(leaving)
+                   for account, uuid in order_of.items()}
+        not_taken = self.before_remove(leaving) or {}
+        return {order_of[account]: why for account, why in not_taken.items() if account in order_of}
+
+    def _hold(self, order: Mapping[str, Any], account: str, is_transient: bool, answer: str,
+              result: BatchResult) -> None:
+        """A Terminate whose final usage Waldur did not take: the account is not removed. A failure that may pass
+        defers the order (taken up again); a refusal errs it with the server's answer."""
+        if is_transient:
+            self._defer(order, f"the final usage of {account} was not accepted by Waldur ({answer}); the account "
+                               "is kept until it is", result)
+        else:
+            self._fail(order, f"the final usage of SLURM account {account} was refused by Waldur, so the account "
+                              f"was not removed: {answer}", result)
 
     def _apply(self, operations: Sequence[Operation]) -> int:
         if not operations:

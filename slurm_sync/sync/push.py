@@ -35,7 +35,7 @@ from slurm_sync.domain.usage import to_wire
 from slurm_sync.slurm.sdiag import accounting_complete_at
 from slurm_sync.sync.month_usage import LedgerStore, MonthUsage
 from slurm_sync.sync.reported_store import ReportedStore
-from slurm_sync.waldur.api import WaldurAPI, WaldurHTTPError
+from slurm_sync.waldur.api import WaldurAPI, WaldurHTTPError, WaldurUnavailable
 
 log = logging.getLogger(__name__)
 Month = Tuple[int, int]
@@ -56,6 +56,8 @@ class PushResult:
     anomalies: List[str] = field(default_factory=list)
     unreportable: List[str] = field(default_factory=list)
     refused: List[str] = field(default_factory=list)  # reports Waldur refused (4xx): tried again next cycle
+    # {resource uuid: (transient, Waldur's answer)} of the reports that did not go through
+    not_accepted: Dict[str, Tuple[bool, str]] = field(default_factory=dict)
     waldur_requests: int = 0
 
 
@@ -116,17 +118,34 @@ class UsageReporter:
 
     def report_final(self, leaving: Mapping[str, Mapping[str, Any]], now: Optional[datetime] = None) -> PushResult:
         """Usage up to ``now`` of allocations about to be removed ({account: resource}), for every month still
-        reported; the last hours of a terminated allocation are billed before its account goes."""
+        reported; the last hours of a terminated allocation are billed before its account goes. The resources
+        whose usage Waldur did not take are in ``not_accepted``: their accounts must stay (the caller holds
+        their Terminate), since what was not billed now could never be read again."""
         now = now or datetime.now(timezone.utc)
         requests_before = self.waldur.request_count
         result = PushResult()
         present = {check_account_name(account): dict(resource) for account, resource in leaving.items()}
         current = months_to_report(now, 0, self.tz)[-1]
         result.months = list(months_to_report(now, self.closing_day, self.tz))
-        for month in result.months:
-            self._report_month(month, month != current, present, now, result, None, mode="use")
+        try:
+            for month in result.months:
+                self._report_month(month, month != current, present, now, result, None, mode="use")
+        except (WaldurHTTPError, WaldurUnavailable) as error:  # a listing the whole month's report hangs on
+            transient = not isinstance(error, WaldurHTTPError) or error.transient
+            for resource in present.values():
+                result.not_accepted.setdefault(resource["uuid"], (transient, str(error)))
         result.waldur_requests = self.waldur.request_count - requests_before
         return result
+
+    def bill_final(self, leaving: Mapping[str, Mapping[str, Any]]) -> Dict[str, Tuple[bool, str]]:
+        """The pull side's ``before_remove``: :meth:`report_final` of the allocations Terminate orders are about to
+        remove ({account: resource}); {account: (transient, Waldur's answer)} of those whose usage Waldur did not
+        take, whose accounts must stay."""
+        result = self.report_final(leaving)
+        log.info("final usage of %d terminated allocation(s): %d usage posts, %d user-usage posts, %d not accepted",
+                 len(leaving), result.usage_posts, result.user_usage_posts, len(result.not_accepted))
+        return {account: result.not_accepted[resource["uuid"]] for account, resource in leaving.items()
+                if resource["uuid"] in result.not_accepted}
 
     # -- state --
 
@@ -250,6 +269,7 @@ class UsageReporter:
                     f"{'failed' if error.transient else 'refused'} in Waldur: {error}; amounts {dict(totals)}")
             log.error(note)
             result.refused.append(note)
+            result.not_accepted.setdefault(resource, (error.transient, str(error)))
 
     def _send_totals(self, resource: str, month: Month, closed: bool, totals: Dict[str, str],
                      users: Dict[str, Dict[str, str]], result: PushResult) -> Tuple[Dict[str, Dict[str, str]], Any]:
