@@ -44,7 +44,7 @@ def private_bed(name: str, port_base: int = 6917) -> Iterator[Dict[str, str]]:
     os.chmod(directory, 0o755)
     saved = dict(os.environ)
     try:
-        testbed.up(directory, cluster=name, slurm_port_base=port_base, say=lambda m: None)
+        testbed.up(directory, cluster=name, slurm_port_base=port_base, say=lambda m: None, redis=False)
         variables = testbed.env(directory)
         os.environ.update(variables)
         yield variables

@@ -67,9 +67,10 @@ def _server_state(daemon: Daemon, mode: str, answers: bool) -> str:
     return "reused (answering)" if answers else "not answering"
 
 
-def status(directory: str | os.PathLike | None = None) -> dict[str, str]:
+def status(directory: str | os.PathLike | None = None, redis: bool = True) -> dict[str, str]:
     """Component -> human-readable state. Keys: dir, cluster, munged, mariadb, slurmdbd,
-    slurmctld, slurmd, node, redis."""
+    slurmctld, slurmd, node, and redis unless ``redis`` is False (the tests use a Redis of their own and
+    never ask the machine's)."""
     layout = Layout.at(directory)
     spec = Spec.load(layout) or Spec()
     result = {"dir": str(layout.root), "cluster": spec.cluster}
@@ -79,8 +80,9 @@ def status(directory: str | os.PathLike | None = None) -> dict[str, str]:
         result[daemon.name] = f"running (pid {pid})" if pid else "stopped"
     result["mariadb"] = _server_state(services.mariadb_daemon(layout, spec), spec.mariadb,
                                       services.mariadb_answers(spec))
-    result["redis"] = _server_state(services.redis_daemon(layout, spec), spec.redis,
-                                    services.redis_answers(spec))
+    if redis:
+        result["redis"] = _server_state(services.redis_daemon(layout, spec), spec.redis,
+                                        services.redis_answers(spec))
     ctld_up = result["slurmctld"] != "stopped"
     result["node"] = (node_state(layout, spec) or "unknown") if ctld_up else "unknown"
     return result
@@ -88,16 +90,17 @@ def status(directory: str | os.PathLike | None = None) -> dict[str, str]:
 
 def is_up(status_: dict[str, str]) -> bool:
     return (all(status_[k].startswith(("running", "reused")) for k in
-                ("munged", "mariadb", "slurmdbd", "slurmctld", "slurmd", "redis"))
+                ("munged", "mariadb", "slurmdbd", "slurmctld", "slurmd", "redis") if k in status_)
             and status_["node"] in READY_NODE_STATES)
 
 
 def up(directory: str | os.PathLike | None = None, cluster: str | None = None,
        db_port: int | None = None, redis_port: int | None = None,
-       slurm_port_base: int | None = None, say: Say = print) -> bool:
+       slurm_port_base: int | None = None, say: Say = print, redis: bool = True) -> bool:
     """Bring the bed up; start only what is not running. False (and says so) if already up.
 
-    cluster and the ports are remembered in bed.json for later calls.
+    cluster and the ports are remembered in bed.json for later calls. ``redis``: also a Redis for the demo's
+    worker (the machine's on its port, else one of the bed's); the tests start their own and leave it out.
     """
     if cluster is not None and not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", cluster):
         # it also names the MariaDB database; SLURM folds names to lower case anyway
@@ -115,11 +118,11 @@ def up(directory: str | os.PathLike | None = None, cluster: str | None = None,
         spec.db_port = db_port or spec.db_port
         spec.redis_port = redis_port or spec.redis_port
         spec.slurm_port_base = slurm_port_base or spec.slurm_port_base
-        if is_up(status(layout.root)):
+        if is_up(status(layout.root, redis=redis)):
             say(f"testbed already up at {layout.root} (cluster {spec.cluster}): nothing to do")
             return False
         started = time.monotonic()
-        _bring_up(layout, spec, say)
+        _bring_up(layout, spec, say, redis)
         say(f"testbed up at {layout.root} (cluster {spec.cluster}) "
             f"in {time.monotonic() - started:.1f}s")
         return True
@@ -151,7 +154,7 @@ def _start(daemon: Daemon, ready: Callable[[], bool], what: str, say: Say,
     daemon.wait_until(ready, what, timeout)
 
 
-def _bring_up(layout: Layout, spec: Spec, say: Say) -> None:
+def _bring_up(layout: Layout, spec: Spec, say: Say, redis: bool = True) -> None:
     services.install_packages(services.missing_packages(spec), say)
     layout.create()
     services.ensure_munge_key(layout)
@@ -183,9 +186,10 @@ def _bring_up(layout: Layout, spec: Spec, say: Say) -> None:
     slurmdbd.wait_until(lambda: _cluster_registered(layout, spec) is not None,
                         "answering after slurmctld registered", timeout=15)
 
-    spec.redis = _reuse_or_start(
-        "redis", services.redis_daemon(layout, spec), lambda: services.redis_answers(spec),
-        lambda: services.start_redis(layout, spec), say)
+    if redis:
+        spec.redis = _reuse_or_start(
+            "redis", services.redis_daemon(layout, spec), lambda: services.redis_answers(spec),
+            lambda: services.start_redis(layout, spec), say)
     spec.save(layout)
 
 

@@ -21,10 +21,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--redis-port", type=int, help="Redis port on 127.0.0.1 (default: 6379)")
     up.add_argument("--slurm-port-base", type=int, help="slurmctld port; slurmd and slurmdbd "
                     "take the next two (default: 6817). Another base runs a second bed")
+    up.add_argument("--no-redis", action="store_true", help="no Redis (the tests start their own); the demo "
+                    "wants one for its worker")
     down = sub.add_parser("down", help="stop the daemons this bed started")
     down.add_argument("--purge", action="store_true",
                       help="also drop the bed's accounting database and delete its directory")
-    sub.add_parser("status", help="state of each daemon; exit 0 only when fully up")
+    status = sub.add_parser("status", help="state of each daemon; exit 0 only when fully up")
+    status.add_argument("--no-redis", action="store_true", help="leave Redis out (neither asked nor needed)")
     sub.add_parser("env", help="print shell exports (eval \"$(python -m testkit testbed env)\")")
     return parser
 
@@ -34,11 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             bed.up(args.dir, cluster=args.cluster, db_port=args.db_port,
-                   redis_port=args.redis_port, slurm_port_base=args.slurm_port_base)
+                   redis_port=args.redis_port, slurm_port_base=args.slurm_port_base, redis=not args.no_redis)
         elif args.command == "down":
             bed.down(args.dir, purge=args.purge)
         elif args.command == "status":
-            state = bed.status(args.dir)
+            state = bed.status(args.dir, redis=not args.no_redis)
             for key, value in state.items():
                 print(f"{key:10} {value}")
             return 0 if bed.is_up(state) else 3
