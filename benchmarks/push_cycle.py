@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from fractions import Fraction
 from pathlib import Path
@@ -36,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_bed import own_redis, private_bed  # noqa: E402
 from slurm_sync.domain.components import parse_components  # noqa: E402
+from slurm_sync.domain.desired import ownership_mark  # noqa: E402
 from slurm_sync.domain.slurm_objects import AccountSpec, AddAccounts  # noqa: E402
 from slurm_sync.redis_keys import RedisKeys  # noqa: E402
 from slurm_sync.redis_stores import RedisReportedStore, RedisUsageLedger  # noqa: E402
@@ -59,6 +61,11 @@ TYPES = {c.tres: c.type for c in COMPONENTS}
 FACTORS = {c.type: Fraction(str(c.unit_factor)) for c in COMPONENTS}
 
 
+def resource_uuid(account: str) -> str:
+    """The Waldur resource of an allocation, known before the emulator runs: the tree carries its mark."""
+    return uuid.uuid5(uuid.NAMESPACE_DNS, f"{account}.push-bench").hex
+
+
 def site_tree(n: int):
     """(AddAccounts, {allocation: team}) under the parent ``pushb``."""
     customers = [f"pbc{c}" for c in range(max(1, n // 10))]
@@ -68,7 +75,8 @@ def site_tree(n: int):
     teams = {}
     for a in range(n):
         name = f"pba{a}"
-        specs.append(AccountSpec(name, projects[a % len(projects)], description=f"waldur-bench-{a}"))
+        specs.append(AccountSpec(name, projects[a % len(projects)],
+                                 description=ownership_mark("allocation", resource_uuid(name))))
         size = 3 + (a % len(projects)) % 8
         teams[name] = [USERS[(a + k) % len(USERS)] for k in range(size)]
     users = tuple((u, a) for a, team in teams.items() for u in team)
@@ -214,7 +222,8 @@ def run(args, work: Path) -> int:
             {"type": c.type, "name": c.type, "measured_unit": c.measured_unit, "billing_type": "usage"}
             for c in COMPONENTS])
         project = emu.add_project(emu.add_customer("Bench")["uuid"], "Bench")
-        resources = {a: emu.add_resource(offering["uuid"], project["uuid"], a, backend_id=a) for a in sorted(teams)}
+        resources = {a: emu.add_resource(offering["uuid"], project["uuid"], a, backend_id=a, uuid=resource_uuid(a))
+                     for a in sorted(teams)}
         keys, client_redis = RedisKeys(offering["uuid"]), redis.Redis.from_url(url)
         commands = CommandSeconds()
         reporter = UsageReporter(WaldurAPI(emu.url, "bench", offering["uuid"]), client, COMPONENTS,

@@ -18,6 +18,7 @@ a time.
 | ``usage:<resource>:<YYYY-MM>`` (hash) | 100 days | the last reported amounts: only changes are posted |
 | ``usage-ledger:<YYYY-MM>`` (hash: ``meta``, ``a:<account>`` -> JSON) | 100 days | the month's settled jobs per account and the watermark they are complete up to: a cycle reads only the jobs since (slurm_sync/domain/usage_ledger.py); lost, the month is read whole once |
 | ``state:<resource>`` | 100 days | the allocation state last reported (a 7.0-line server does not show it) |
+| ``noted:<sha256 of a note, 32 hex>`` | 100 days | a problem said once, not every cycle (a resource whose account is not slurm-sync's) |
 | ``last-success:<task>`` | 90 days | when the task last succeeded: health check and metrics |
 | ``waldur-generation:<api url>`` | 1 day | the Waldur API generation learnt from the server: every worker agrees, one probe a day |
 
@@ -76,6 +77,9 @@ class RedisKeys:
 
     def state(self, resource: str) -> str:
         return f"{self.base}state:{resource}"
+
+    def noted(self, digest: str) -> str:
+        return f"{self.base}noted:{digest}"
 
     def last_success(self, task: str) -> str:
         return f"{self.base}last-success:{task}"

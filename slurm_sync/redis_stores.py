@@ -2,6 +2,7 @@
 the Waldur generation learnt, and each task's last success. Keys: :mod:`slurm_sync.redis_keys`."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -43,6 +44,10 @@ class RedisReportedStore:
     def put_state(self, resource, state):
         self.redis.set(self.keys.state(resource), state, ex=REPORTED_TTL)
 
+    def first_time(self, note):
+        digest = hashlib.sha256(note.encode()).hexdigest()[:32]
+        return bool(self.redis.set(self.keys.noted(digest), 1, nx=True, ex=REPORTED_TTL))
+
     def forget(self, resource=None, month=None):
         for key in self.redis.scan_iter(match=self.keys.usage_pattern(resource, month)):
             self.redis.delete(key)
@@ -52,19 +57,20 @@ class RedisUsageLedger:
     """A :class:`~slurm_sync.sync.month_usage.LedgerStore` in Redis: hash ``usage-ledger:<YYYY-MM>``, 100 days,
     replaced whole in one MULTI/EXEC so a reader never sees half a cycle's ledger."""
 
-    def __init__(self, client, keys: RedisKeys):
+    def __init__(self, client, keys: RedisKeys, key: bytes = b""):
         self.redis = client
         self._key = keys.usage_ledger
+        self.key = key  # signs every entry (usage_ledger.ledger_key): a forged one is dropped and recounted
 
     def get(self, month):
         raw = self.redis.hgetall(self._key(month))
-        return MonthLedger.load({k.decode(): v.decode() for k, v in raw.items()}) if raw else None
+        return MonthLedger.load({k.decode(): v.decode() for k, v in raw.items()}, self.key) if raw else None
 
     def put(self, month, ledger):
         key = self._key(month)
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)
-            pipe.hset(key, mapping=ledger.dump())
+            pipe.hset(key, mapping=ledger.dump(self.key))
             pipe.expire(key, REPORTED_TTL)
             pipe.execute()
 

@@ -75,6 +75,7 @@ class Settings:
     restore_interval: int = 10
     restore_throttle: int = 10
     min_uid: int = 1000  # logins below this uid on the head node are system accounts; 0: no check
+    approve: str = "auto"  # auto | manual | below-max: which pending orders slurm-sync approves itself
 
     @property
     def pulls(self) -> bool:
@@ -232,6 +233,7 @@ VARIABLES: Dict[str, Tuple[str, Callable[[str], object]]] = {
     "SLURM_SYNC_RESTORE_INTERVAL": ("restore_interval", _int_between(1, 3600)),
     "SLURM_SYNC_RESTORE_THROTTLE": ("restore_throttle", _int_between(1, 3600)),
     "SLURM_SYNC_MIN_UID": ("min_uid", _int_between(0, 2**31 - 1)),
+    "SLURM_SYNC_APPROVE": ("approve", _choice("auto", "manual", "below-max")),
 }
 
 

@@ -6,6 +6,7 @@ as the worker does. Settings are read from the environment only by :mod:`slurm_s
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Optional
@@ -14,6 +15,7 @@ import redis
 
 from slurm_sync.domain.components import Components, load_components
 from slurm_sync.domain.desired import NamingPolicy
+from slurm_sync.domain.usage_ledger import ledger_key
 from slurm_sync.observability import metrics
 from slurm_sync.redis_keys import RedisKeys
 from slurm_sync.redis_stores import RedisGenerationCache, RedisReportedStore, RedisUsageLedger
@@ -21,18 +23,22 @@ from slurm_sync.settings import Settings, load_settings
 from slurm_sync.slurm.runner import NativeExecutor, make_executor
 from slurm_sync.slurm.sacct import PopenLines
 from slurm_sync.slurm.sacctmgr import SacctmgrClient
+from slurm_sync.slurm.users import HeadNodeUsers
 from slurm_sync.sync.push import UsageReporter
 from slurm_sync.waldur.api import WaldurAPI
 from slurm_sync.waldur.generation import GenerationCache
 
 
-def naming_policy(settings: Settings) -> NamingPolicy:
-    # the system-user check reads this host's user database: the cluster's only in native mode
-    min_uid = settings.min_uid if settings.min_uid and settings.slurm_deployment_type == "native" else None
+def naming_policy(settings: Settings, executor: Optional[NativeExecutor] = None) -> NamingPolicy:
+    """The system-user check looks logins up where SLURM runs: this host's user database in native mode, the
+    SLURM container's (``getent`` through ``docker exec``) in docker mode."""
+    docker = settings.slurm_deployment_type == "docker"
+    uid_of = HeadNodeUsers(executor).uid_of if docker and executor is not None else None
+    min_uid = settings.min_uid if settings.min_uid and (not docker or uid_of) else None
     return NamingPolicy(default_account=settings.slurm_default_account,
                         customer_prefix=settings.slurm_customer_prefix, project_prefix=settings.slurm_project_prefix,
                         allocation_prefix=settings.slurm_allocation_prefix,
-                        max_len=settings.slurm_allocation_name_max_len, min_uid=min_uid)
+                        max_len=settings.slurm_allocation_name_max_len, min_uid=min_uid, uid_of=uid_of)
 
 
 def waldur_api(settings: Settings, generation_cache: Optional[GenerationCache] = None,
@@ -70,15 +76,15 @@ class Runtime:
     redis: "redis.Redis"
     keys: RedisKeys
 
-    @property
+    @functools.cached_property
     def policy(self) -> NamingPolicy:
-        return naming_policy(self.settings)
+        return naming_policy(self.settings, self.executor)
 
     def reported_store(self) -> RedisReportedStore:
         return RedisReportedStore(self.redis, self.keys)
 
     def usage_ledger(self) -> RedisUsageLedger:
-        return RedisUsageLedger(self.redis, self.keys)
+        return RedisUsageLedger(self.redis, self.keys, ledger_key(self.settings.waldur_api_token))
 
     def usage_reporter(self) -> UsageReporter:
         s = self.settings

@@ -8,6 +8,9 @@ the order's state before every write, so the outcome is the same, only slower.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import socket
 import threading
 import time
 import uuid as uuidlib
@@ -22,6 +25,7 @@ from slurm_sync.settings import env_int
 ORDER_LOCK_TTL = env_int("SLURM_SYNC_ORDER_LOCK_TTL")
 QUEUED_TTL = env_int("SLURM_SYNC_VISIBILITY_TIMEOUT")  # a message waits in the queue at most this long
 FINAL_TTL = 7 * 24 * 3600
+log = logging.getLogger(__name__)
 
 
 INCARNATION = uuidlib.uuid4().hex  # this worker's process tree: prefork children inherit it from the parent
@@ -35,20 +39,46 @@ def set_node(holds_key: Optional[str]) -> None:
 
 
 class SlurmBusy(Exception):
-    """Another batch holds the SLURM write lock: the task retries later."""
+    """Another batch holds the SLURM write lock (or this one lost it): the task retries later."""
+
+
+class Renewal:
+    """What a :func:`renewing` body can ask: whether every lock is still surely held."""
+
+    def __init__(self):
+        self.lost = threading.Event()
+
+    def check(self) -> None:
+        """Raise :class:`SlurmBusy` once a lock was lost (taken over, or not renewed within its TTL)."""
+        if self.lost.is_set():
+            raise SlurmBusy("the SLURM write lock was lost (not renewed within its TTL, or taken over): no more "
+                            "writes from this batch")
 
 
 @contextlib.contextmanager
-def renewing(locks: Sequence[Lock], ttl: float, also: Optional[Callable[[], None]] = None) -> Iterator[None]:
+def renewing(locks: Sequence[Lock], ttl: float, also: Optional[Callable[[], None]] = None) -> Iterator[Renewal]:
     """Renew ``locks`` (and run ``also``) every ttl/3 from a thread while the body runs, so a TTL can be
-    short (a killed worker's locks are gone within it) while the work they guard takes longer."""
-    stop = threading.Event()
+    short (a killed worker's locks are gone within it) while the work they guard takes longer. A lock that
+    is no longer ours, or that no renewal reached Redis for within its TTL, is lost: the yielded
+    :class:`Renewal` says so, and a writer checks it before each write."""
+    stop, renewal = threading.Event(), Renewal()
 
     def renew() -> None:
+        renewed = time.monotonic()
         while not stop.wait(ttl / 3):
-            for lock in list(locks):
-                with contextlib.suppress(redis.exceptions.RedisError):  # LockError included: lost is lost
+            try:
+                for lock in list(locks):
                     lock.reacquire()
+                renewed = time.monotonic()
+            except redis.exceptions.LockError:  # LockNotOwnedError: expired, or another holder has it
+                renewal.lost.set()
+            except redis.exceptions.RedisError:
+                if time.monotonic() - renewed > ttl:
+                    renewal.lost.set()
+            if renewal.lost.is_set():
+                log.error("a lock of this worker was lost (%s): it writes nothing more under it",
+                          ", ".join(str(lock.name) for lock in locks))
+                return
             if also is not None:
                 with contextlib.suppress(redis.exceptions.RedisError):
                     also()
@@ -56,7 +86,7 @@ def renewing(locks: Sequence[Lock], ttl: float, also: Optional[Callable[[], None
     if locks:
         threading.Thread(target=renew, name="renew-locks", daemon=True).start()
     try:
-        yield
+        yield renewal
     finally:
         stop.set()
 
@@ -72,30 +102,45 @@ def exclusive(client: "redis.Redis", key: str, ttl: float, wait: float = 0,
     if acquired:
         _record(client, lock)
     try:
-        with renewing([lock] if acquired and keep_alive else [], ttl):
-            yield acquired
+        with renewing([lock] if acquired and keep_alive else [], ttl) as renewal:
+            yield renewal if acquired else False
     finally:
         if acquired:
             _release(client, lock)
 
 
 @contextlib.contextmanager
-def slurm_writer(client: "redis.Redis", keys: RedisKeys) -> Iterator[None]:
+def slurm_writer(client: "redis.Redis", keys: RedisKeys) -> Iterator[Renewal]:
     """Hold the SLURM write lock (renewed while the body runs) or raise :class:`SlurmBusy` after a minute:
-    one batch at a time reads, plans and writes the tree."""
+    one batch at a time reads, plans and writes the tree. The body hands ``check`` of what it yields to the
+    SLURM client (``write_guard``), so a batch that lost the lock stops before its next write."""
     with exclusive(client, keys.slurm_writes, ttl=ORDER_LOCK_TTL, wait=60, keep_alive=True) as writer:
         if not writer:
             raise SlurmBusy("another batch is writing to SLURM")
-        yield
+        yield writer
 
 
 def _record(client: "redis.Redis", lock: Lock) -> None:
-    """Note the lock as this worker's (see :func:`take_over_dead_incarnation`)."""
+    """Note the lock as this worker's, with the host and process holding it (see :func:`take_over_dead_incarnation`)."""
     if _holds:
         token = lock.local.token
         token = token.decode() if isinstance(token, bytes) else str(token)
         with contextlib.suppress(redis.exceptions.RedisError):
-            client.hset(_holds, str(lock.name), f"{INCARNATION}|{token}")
+            client.hset(_holds, str(lock.name), f"{INCARNATION}|{token}|{socket.gethostname()}|{os.getpid()}")
+
+
+def _proved_gone(host: str, pid: str) -> bool:
+    """The process that recorded a lock is gone: it ran on this host and no process has its pid now. A record
+    from another host (or one without host and pid) proves nothing: its lock lapses with its TTL."""
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _release(client: "redis.Redis", lock: Lock) -> None:
@@ -114,15 +159,22 @@ return 0
 
 
 def take_over_dead_incarnation(client: "redis.Redis", keys: RedisKeys, node: str) -> List[str]:
-    """At a worker's start: the locks an earlier process under this node name still holds are a dead
-    worker's (one node name is one worker: systemd and compose restart it under the same name). Drop
-    them and make its orders' leases lapse now; returns those orders (the caller sends recover_orders)."""
+    """At a worker's start: systemd and compose restart a killed worker under the same node name, and its
+    dead process's locks would hold its orders for a lock TTL. Drop the locks of an earlier process under this
+    name that is PROVED gone (it ran on this host and its pid is free) and make its orders' leases lapse now;
+    returns those orders (the caller sends recover_orders). A name alone proves nothing: a second worker
+    started under a live one's name leaves the live one's locks alone (they lapse only if it stops renewing)."""
     key = keys.node_holds(node)
     orders: List[str] = []
     for field, value in client.hgetall(key).items():
         name = field.decode() if isinstance(field, bytes) else str(field)
-        incarnation, _, token = (value.decode() if isinstance(value, bytes) else str(value)).partition("|")
+        incarnation, token, host, pid = ((value.decode() if isinstance(value, bytes) else str(value))
+                                         .split("|") + ["", "", ""])[:4]
         if incarnation == INCARNATION:
+            continue
+        if not _proved_gone(host, pid):
+            log.warning("node %s: lock %s is held by process %s on %s, not proved gone: left to lapse on its own "
+                        "(is another worker running under this node name?)", node, name, pid or "?", host or "?")
             continue
         client.eval(_DELETE_IF_TOKEN, 1, name, token)
         client.hdel(key, field)

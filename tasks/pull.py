@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Mapping, Sequence
 
 from dataclasses import asdict
 
+from slurm_sync.domain.approval import left_for_a_person
 from slurm_sync.slurm.homedirs import create_home_directories
 from slurm_sync.sync.membership import MembershipSync
 from slurm_sync.sync.pull import OrderProcessor
@@ -56,7 +57,7 @@ def _processor() -> OrderProcessor:
     rt = runtime()
     return OrderProcessor(rt.waldur, rt.sacctmgr, rt.components, rt.policy, on_new_users=_home_directories(),
                           before_remove=lambda leaving: rt.usage_reporter().bill_final(leaving),
-                          write_size=rt.settings.batch_size)
+                          write_size=rt.settings.batch_size, approve=rt.settings.approve)
 
 
 def _uuids(orders: List[Any]) -> List[str]:
@@ -75,7 +76,9 @@ def poll_orders(self) -> int:
             log.info("poll_orders: another poll is running; skipped")
             return 0
         active = unavailable_when_transient(rt.waldur.active_orders)
-        orders = [o for o in active if not guard.is_final(o["uuid"])]
+        # an order left for a person to approve (SLURM_SYNC_APPROVE) is not sent until it is approved
+        orders = [o for o in active if not guard.is_final(o["uuid"])
+                  and not left_for_a_person(o, rt.components, rt.settings.approve)]
         fresh = guard.leases.claim([o["uuid"] for o in orders], QUEUED_TTL)
         _send(fresh)
         log.info("poll_orders: %d active orders, %d enqueued", len(orders), len(fresh))
@@ -123,7 +126,8 @@ def process_orders(self, orders: List[Any], attempt: int = 0) -> Dict[str, List[
         if not mine:
             return {}
         try:
-            with guard.kept_alive(), slurm_writer(rt.redis, rt.keys):  # busy for a minute: try again later
+            # busy for a minute: try again later; a lost write lock stops the batch before its next write
+            with guard.kept_alive(), slurm_writer(rt.redis, rt.keys) as writing, rt.sacctmgr.guarded(writing.check):
                 processor = _processor()
                 result = processor.process(processor.load(mine))
         except (WaldurHTTPError, WaldurUnavailable, SlurmCommandError, SlurmBusy) as error:
@@ -180,7 +184,7 @@ def sync_memberships(self) -> Dict[str, Any]:
         if not mine:
             log.info("sync_memberships: another run is going on; skipped")
             return {}
-        with slurm_writer(rt.redis, rt.keys):
+        with slurm_writer(rt.redis, rt.keys) as writing, rt.sacctmgr.guarded(writing.check):
             sync = MembershipSync(rt.waldur, rt.sacctmgr, rt.policy, on_new_users=_home_directories())
             result = unavailable_when_transient(sync.run)
         return asdict(result)

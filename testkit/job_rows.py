@@ -24,7 +24,7 @@ STATE_RUNNING, STATE_COMPLETE = 1, 3
 _COLUMNS = ("mod_time", "account", "cpus_req", "job_name", "id_assoc", "id_job", "id_resv", "id_wckey",
             "id_user", "id_group", "het_job_id", "het_job_offset", "state_reason_prev", "mem_req", "nodelist",
             "nodes_alloc", "node_inx", "`partition`", "priority", "state", "timelimit", "time_submit",
-            "time_eligible", "time_start", "time_end", "tres_alloc", "tres_req", "work_dir")
+            "time_eligible", "time_start", "time_end", "time_suspended", "tres_alloc", "tres_req", "work_dir")
 
 
 class JobTableError(RuntimeError):
@@ -44,6 +44,7 @@ class JobRow:
     start: datetime
     end: Optional[datetime]
     tres: Mapping[str, int] = field(default_factory=lambda: {"cpu": 1, "mem": 100, "node": 1})
+    suspended: int = 0  # seconds the job spent suspended (slurmdbd's time_suspended; sacct's Suspended)
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ class JobTable:
         cpus, mem, nodes = (int(row.tres.get(k, 0)) for k in ("cpu", "mem", "node"))
         return (f"({end or start},{_quote(row.account)},{cpus},'{MARKER}',{assoc},{row.job_id},0,0,"
                 f"{user.pw_uid},{user.pw_gid},0,{NO_VAL},0,{mem},'',{nodes},'','',1,{state},0,{start},"
-                f"{start},{start},{end},'{tres}','{tres}','/tmp')")
+                f"{start},{start},{end},{int(row.suspended)},'{tres}','{tres}','/tmp')")
 
     def delete_synthetic(self, accounts: Optional[Iterable[str]] = None) -> None:
         """Delete injected rows (of these accounts, or all)."""

@@ -32,3 +32,59 @@ def test_order_locks_are_renewed_while_their_batch_runs(test_redis):
     assert other.lock("o1") and other.lock("o2")
     other.release_all()
     guard.release_all()  # theirs are gone already: no error
+
+
+def _hold_as(client, node, lock_key, token, host, pid):
+    """A lock held by another process of this node name, as its _record wrote it."""
+    client.set(lock_key, token, px=60_000)
+    client.hset(KEYS.node_holds(node), lock_key, f"another-incarnation|{token}|{host}|{pid}")
+
+
+def test_a_node_name_alone_takes_over_nothing_a_live_process_holds(test_redis):
+    """Two workers started with one node name (-n): the second's start drops only what a process PROVED gone
+    held (this host, its pid free); a live holder's locks stay, the SLURM write lock included."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from tasks.guards import take_over_dead_incarnation
+    host = socket.gethostname()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # a pid that has just exited
+    _hold_as(test_redis, "same", KEYS.slurm_writes, "live-token", host, os.getpid())  # alive: this very process
+    _hold_as(test_redis, "same", KEYS.order_lock("o-live"), "t1", host, os.getpid())
+    _hold_as(test_redis, "same", KEYS.order_lock("o-dead"), "t2", host, gone)
+    _hold_as(test_redis, "same", KEYS.order_lock("o-far"), "t3", "another-host", gone)  # nothing proves it gone
+    test_redis.zadd(KEYS.order_leases(), {"o-live": 9e12, "o-dead": 9e12, "o-far": 9e12})
+    assert take_over_dead_incarnation(test_redis, KEYS, "same") == ["o-dead"]
+    assert test_redis.get(KEYS.slurm_writes) == b"live-token"
+    assert test_redis.exists(KEYS.order_lock("o-live")) and test_redis.exists(KEYS.order_lock("o-far"))
+    assert not test_redis.exists(KEYS.order_lock("o-dead"))
+    assert test_redis.zscore(KEYS.order_leases(), "o-dead") == 0 and test_redis.zscore(KEYS.order_leases(), "o-live")
+    assert take_over_dead_incarnation(test_redis, KEYS, "same") == []  # said once: its record is gone
+
+
+def test_a_writer_that_lost_the_lock_writes_nothing_more(test_redis):
+    """The write lock taken from under a batch (it expired, another holder has it): the renewal sees it and
+    the SLURM client refuses the batch's next write before running anything."""
+    import pytest
+
+    from slurm_sync.domain.slurm_objects import AddUsers
+    from slurm_sync.slurm.sacctmgr import SacctmgrClient
+    from tasks.guards import SlurmBusy, slurm_writer
+    from tests.test_sacctmgr import FakeExecutor
+
+    executor = FakeExecutor()
+    client = SacctmgrClient(executor, cluster="c1")
+    with slurm_writer(test_redis, KEYS) as writing, client.guarded(writing.check):
+        client.apply([AddUsers((("alice", "acc"),))])  # held: written
+        test_redis.set(KEYS.slurm_writes, "someone-else")  # lost
+        deadline = time.monotonic() + 30
+        while not writing.lost.is_set() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert writing.lost.is_set()
+        with pytest.raises(SlurmBusy):
+            client.apply([AddUsers((("bob", "acc"),))])
+    assert [argv[-1] for argv, _ in executor.calls] == ["cluster=c1"] and len(executor.calls) == 1
+    assert client.write_guard is None

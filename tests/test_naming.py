@@ -58,3 +58,35 @@ def test_ordinary_user_names_pass(username):
 def test_backend_ids_from_waldur_are_checked(backend_id):
     with pytest.raises(NamingError):
         check_account_name(backend_id)
+
+
+def test_docker_mode_refuses_the_slurm_containers_system_users():
+    """In docker mode the system-account rule asks the SLURM container (``getent passwd`` through docker exec),
+    not the worker's own user database; each login is asked once."""
+    from slurm_sync.domain.desired import team_usernames
+    from slurm_sync.settings import Settings
+    from slurm_sync.slurm.runner import CommandResult, DockerExecutor
+    from slurm_sync.wiring import naming_policy
+
+    class Container(DockerExecutor):
+        def __init__(self):
+            super().__init__("slurmctld")
+            self.calls = []
+
+        def run(self, argv, *, timeout=None, input=None, check=True):
+            self.calls.append(self.wrap(argv))
+            known = {"www-data": "www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin",
+                     "alice": "alice:x:2001:2001::/home/alice:/bin/bash"}
+            line = known.get(argv[-1])
+            return CommandResult(0 if line else 2, (line + "\n") if line else "", "")
+
+    container = Container()
+    policy = naming_policy(Settings(slurm_deployment_type="docker", slurm_container_name="slurmctld"), container)
+    team = [{"username": u, "offering_user_username": u} for u in ("www-data", "alice", "bob-ldap", "alice")]
+    users, skipped = team_usernames(team, policy.min_uid, policy.uid_of)
+    assert users == ("alice", "bob-ldap")  # bob is in no passwd there yet: may come from LDAP later
+    assert [member for member, _ in skipped] == ["www-data"] and "uid 33 < 1000" in skipped[0][1]
+    assert container.calls == [["docker", "exec", "-i", "slurmctld", "getent", "passwd", name]
+                               for name in ("www-data", "alice", "bob-ldap")]
+    assert naming_policy(Settings(slurm_deployment_type="docker", slurm_container_name="c", min_uid=0),
+                         container).min_uid is None  # 0 turns the look-up off

@@ -371,3 +371,51 @@ def test_a_restore_in_a_batch_reads_its_own_team(processor, waldur, scenario):
     assert sorted(result.by_result("done")) == sorted([restore["uuid"]] + [o["uuid"] for o in creates])
     users = slurm_tree(root)[2]
     assert ("bob", a("comeback")) in users and all(("alice", a(f"fresh{i}")) in users for i in range(3))
+
+
+def test_an_order_rejected_while_queued_is_said_as_such_not_as_a_forged_message(waldur, scenario, caplog):
+    """Staff rejects an order while its message waits: the batch says it became rejected (one GET for it); a uuid
+    naming nothing of the offering is still warned of as a stale or forged message."""
+    import logging
+    api = WaldurAPI(waldur.url, waldur.token, scenario.offering["uuid"])
+    processor = OrderProcessor(api, None, parse_components(yaml.safe_load(COMPONENTS_YAML)), None)
+    order = scenario.create("acme", "physics", "rejected", team=("alice",))
+    waldur.store.orders[order["uuid"]]["state"] = "rejected"  # as a staff user's reject leaves it
+    forged = "f" * 32
+    with caplog.at_level(logging.INFO, logger="slurm_sync.sync.order_steps"):
+        assert processor.load([order["uuid"], forged, "../../etc/passwd"]) == []
+    said = [r.getMessage() for r in caplog.records]
+    assert any(f"order {order['uuid']} (Create) became rejected in Waldur while it was queued" in m for m in said)
+    warned = [m for m in said if "stale or forged" in m]
+    assert len(warned) == 1 and forged in warned[0] and order["uuid"] not in warned[0]
+    assert not any("etc/passwd" in r.path for r in waldur.requests if r.method == "GET")  # never used in a URL
+
+
+def test_max_limit_errs_a_big_order_or_leaves_it_for_a_person(waldur, scenario, slurm_sandbox):
+    """auto: an order above a component's max_limit errs with the reason, nothing written; below-max: it stays
+    pending, the small one is done; once a person approves it in Waldur it is carried out as ordered."""
+    components = parse_components(yaml.safe_load(COMPONENTS_YAML.replace("label: 'CPU'\n", "label: 'CPU'\n  max_limit: 50\n")))
+    tag = slurm_sandbox[1:5]
+    policy = NamingPolicy(f"{slurm_sandbox}w", f"c{tag}_", f"p{tag}_", f"a{tag}_", 34)
+    api = WaldurAPI(waldur.url, waldur.token, scenario.offering["uuid"])
+    sacctmgr = SacctmgrClient(NativeExecutor(timeout=60))
+    auto = OrderProcessor(api, sacctmgr, components, policy)
+    careful = OrderProcessor(api, sacctmgr, components, policy, approve="below-max")
+    try:
+        huge = scenario.create("acme", "physics", "huge", limits={"cpu": 60, "gpu": 1})
+        assert auto.process(api.active_orders()).by_result("erred") == [huge["uuid"]]
+        assert "above this offering's max_limit 50" in waldur.get_order(huge["uuid"])["error_message"]
+        big = scenario.create("acme", "physics", "big", limits={"cpu": 80, "gpu": 1})
+        small = scenario.create("acme", "physics", "small", limits={"cpu": 5, "gpu": 1})
+        result = careful.process(api.active_orders())
+        assert result.by_result("done") == [small["uuid"]] and result.by_result("skipped") == [big["uuid"]]
+        assert waldur.get_order(big["uuid"])["state"] == "pending-provider"
+        accounts = {r[0] for r in sacctmgr_rows("show", "account", "format=Account")}
+        assert f"a{tag}_small" in accounts and f"a{tag}_big" not in accounts and f"a{tag}_huge" not in accounts
+        api.approve_order(big["uuid"])  # a person approves it in Waldur
+        assert careful.process(api.active_orders()).by_result("done") == [big["uuid"]]
+        limits = {row[0]: row[1] for row in sacctmgr_rows("show", "assoc", f"account=a{tag}_big", "format=User,GrpTRESMins")}
+        assert "cpu=4800" in limits[""]
+    finally:
+        from tests.plugins.slurm_bed import remove_sandbox
+        remove_sandbox(policy.default_account)

@@ -4,6 +4,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+
+from tests.plugins.slurm_bed import mark_ours
 import yaml
 
 from slurm_sync.domain.components import parse_components
@@ -49,6 +51,7 @@ def _reporter(waldur, accounts, offering_components=OFFERING_COMPONENTS):
     customer = waldur.add_customer("Acme")
     project = waldur.add_project(customer["uuid"], "Physics")
     resources = {a: waldur.add_resource(offering["uuid"], project["uuid"], a, backend_id=a) for a in accounts}
+    mark_ours(resources)
     store = MemoryStore()
     reporter = UsageReporter(WaldurAPI(waldur.url, waldur.token, offering["uuid"]),
                              SacctmgrClient(NativeExecutor(timeout=60)), COMPONENTS, store)
@@ -185,13 +188,43 @@ def test_vanished_account_errs_the_resource_and_a_returned_one_is_ok(waldur, pus
         assert waldur.get_resource(lost["uuid"])["state"] == "Erred"
         assert ghost in waldur.get_resource(lost["uuid"])["error_message"]
     assert reporter.run(now=datetime.now(UTC)).erred == []  # reported once
-    sacctmgr("-i", "add", "account", ghost, f"parent={slurm_sandbox}")
+    sacctmgr("-i", "add", "account", ghost, f"parent={slurm_sandbox}", f"Description=waldur-allocation-{lost['uuid']}")
     assert reporter.run(now=datetime.now(UTC)).recovered == [lost["uuid"]]
     if waldur.profile == "7.0":
         assert waldur.allocation_state(lost["uuid"]) == "OK"
     else:
         assert waldur.get_resource(lost["uuid"])["state"] == "OK"
     assert reporter.run(now=datetime.now(UTC)).recovered == []
+
+
+@pytest.mark.bed
+def test_push_leaves_an_account_that_is_not_its_own_alone(waldur, push, slurm_sandbox, job_table):
+    """A resource whose backend_id names a site account (staff typed it, say): none of that account's jobs are
+    billed to the resource, its users are not reported as the resource's, the resource is not erred; said once."""
+    from testkit.job_rows import JobRow
+    from tests.plugins.slurm_bed import sacctmgr
+    reporter, resources, accounts, users, _ = push
+    site = f"{slurm_sandbox}_site"
+    sacctmgr("-i", "add", "account", site, f"parent={slurm_sandbox}", "Description=physics dept")
+    sacctmgr("-i", "add", "user", users[0], f"account={site}")
+    now = datetime.now(UTC)
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    job_table.insert([JobRow(job_table.next_job_id(), site, users[0], start, start + timedelta(hours=1),
+                             {"cpu": 4, "mem": 4096, "node": 1, "gres/gpu": 1})])
+    stolen = waldur.add_resource(reporter.waldur.offering_uuid, resources[accounts[0]]["project_uuid"], "stolen",
+                                 backend_id=site)
+    try:
+        first = reporter.run(now=now)
+        assert first.skipped_foreign == 1 and len(first.foreign) == 1
+        assert site in first.foreign[0] and stolen["uuid"] in first.foreign[0] and "physics dept" in first.foreign[0]
+        assert waldur.component_usages(stolen["uuid"]) == []
+        assert waldur.get_resource(stolen["uuid"])["state"] == "OK" and first.erred == []
+        assert first.usage_posts >= len(accounts)  # the resources whose accounts are ours are billed as before
+        second = reporter.run(now=now)
+        assert second.skipped_foreign == 1 and second.foreign == []  # said once
+        assert waldur.component_usages(stolen["uuid"]) == []
+    finally:
+        job_table.delete_synthetic([site])
 
 
 @pytest.mark.bed

@@ -4,6 +4,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.plugins.celery_worker import wait_until
+from tests.plugins.slurm_bed import mark_ours
 
 from tests.test_sacct import bed_accounts, job_table  # noqa: F401  (fixtures)
 from tests.test_push import OFFERING_COMPONENTS, PUSH_COMPONENTS
@@ -19,6 +20,7 @@ def test_report_usage_and_resyncs_through_the_worker(waldur, bed_accounts, job_t
     offering = waldur.add_offering("SLURM", components=OFFERING_COMPONENTS)
     project = waldur.add_project(waldur.add_customer("Acme")["uuid"], "Physics")
     resources = [waldur.add_resource(offering["uuid"], project["uuid"], a, backend_id=a) for a in accounts]
+    mark_ours(dict(zip(accounts, resources)))
     now = datetime.now(timezone.utc)
     start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     job_table.insert([JobRow(job_table.next_job_id(), accounts[0], users[0], start, start + timedelta(minutes=6),

@@ -47,7 +47,7 @@ def test_one_call_for_all_accounts_in_utc():
     assert "--truncate" not in argv  # 13x slower in slurmdbd; usage clips to the window itself
     assert "--starttime=2024-02-29T22:00:00" in argv and "--endtime=2024-03-31T21:00:00" in argv
     assert "--accounts=a,b" in argv  # lower case, deduplicated
-    assert "--format=JobID,Account,User,Start,End,State,Elapsed,AllocTRES" in argv
+    assert "--format=JobID,Account,User,Start,End,State,Elapsed,Suspended,AllocTRES" in argv
     assert sacct_argvs(["a"], start, end, tres_source="req")[0][-2].endswith(",ReqTRES")
     with pytest.raises(ValueError):
         sacct_argvs(["a"], start, end, tres_source="billing")
@@ -69,16 +69,16 @@ def test_accounts_chunked_only_past_the_argument_limit():
 # ---- parsing recorded lines -----------------------------------------------------------
 
 RECORDED = [
-    "1|usexp|usx1|2026-11-25T11:59:33|2026-11-25T11:59:35|COMPLETED|00:00:02|billing=1,cpu=1,mem=100M,node=1",
-    "10000002|usexp|usx1|2026-10-01T00:00:00|2026-11-01T00:00:00|RUNNING|31-00:00:00|cpu=4,mem=1000M,node=1",
-    "10000001|usexp|usx1|2026-10-31T23:00:00|2026-11-01T00:00:00|COMPLETED|01:00:00|"
+    "1|usexp|usx1|2026-11-25T11:59:33|2026-11-25T11:59:35|COMPLETED|00:00:02|00:00:00|billing=1,cpu=1,mem=100M,node=1",
+    "10000002|usexp|usx1|2026-10-01T00:00:00|2026-11-01T00:00:00|RUNNING|31-00:00:00|00:00:00|cpu=4,mem=1000M,node=1",
+    "10000001|usexp|usx1|2026-10-31T23:00:00|2026-11-01T00:00:00|COMPLETED|01:00:00|00:00:00|"
     "cpu=2,gres/gpu=1,mem=2048M,node=1",
-    "7_3|acc|bob|2024-05-01T00:00:00|Unknown|RUNNING|1-02:03:04|cpu=8,mem=1.5G,node=1,gres/gpu=2,gres/gpu:a100=2",
-    "8|acc|bob|2024-05-01T00:00:00|2024-05-01T00:00:01|CANCELLED by 0|00:00:01|cpu=1,mem=512K,node=1",
-    "9|acc|bob|Unknown|Unknown|PENDING|00:00:00|",
-    "10|acc|bob|None|2024-05-01T00:00:00|CANCELLED by 0|00:00:00|",
-    "11|acc|bob|2024-05-01T00:00:00|2024-05-01T00:00:00|CANCELLED by 0|00:00:00|",
-    "12|acc|carol|2024-05-01T00:00:00|2024-05-02T00:00:00|COMPLETED|1-00:00:00|cpu=1,mem=1T,energy=55,fs/disk=0",
+    "7_3|acc|bob|2024-05-01T00:00:00|Unknown|RUNNING|1-02:03:04|00:00:00|cpu=8,mem=1.5G,node=1,gres/gpu=2,gres/gpu:a100=2",
+    "8|acc|bob|2024-05-01T00:00:00|2024-05-01T00:00:01|CANCELLED by 0|00:00:01|00:00:00|cpu=1,mem=512K,node=1",
+    "9|acc|bob|Unknown|Unknown|PENDING|00:00:00|00:00:00|",
+    "10|acc|bob|None|2024-05-01T00:00:00|CANCELLED by 0|00:00:00|00:00:00|",
+    "11|acc|bob|2024-05-01T00:00:00|2024-05-01T00:00:00|CANCELLED by 0|00:00:00|00:00:00|",
+    "12|acc|carol|2024-05-01T00:00:00|2024-05-02T00:00:00|COMPLETED|1-00:00:00|00:00:00|cpu=1,mem=1T,energy=55,fs/disk=0",
 ]
 
 
@@ -118,21 +118,21 @@ def test_elapsed():
 
 
 MALFORMED = [
-    "20|acc|bob|2024-05-01T00:00:00|2024-05-01T01:00:00|COMPLETED|01:00:00|cpu=1,oops,node=1",  # TRES w/o =
-    "21|acc|bob|2024-05-01T00:00:00|2024-05-01T01:00:00|COMPLETED|01:00:00|cpu=abc",  # bad number
-    "22|ac|c|bob|2024-05-01T00:00:00|2024-05-01T01:00:00|COMPLETED|01:00:00|cpu=1",  # | inside a field
-    "23|acc|bob|2024-05-01T00:00:00|2024-05-01T01:00:00|COMPLETED|01:00:00",  # a field short
-    "|acc|bob|2024-05-01T00:00:00|2024-05-01T01:00:00|COMPLETED|01:00:00|cpu=1",  # empty JobID
-    "24||bob|2024-05-01T00:00:00|2024-05-01T01:00:00|COMPLETED|01:00:00|cpu=1",  # empty Account
-    "25|acc||2024-05-01T00:00:00|2024-05-01T01:00:00|COMPLETED|01:00:00|cpu=1",  # empty User
-    "26|acc|bob|2024-05-01 00:00:00|2024-05-01T01:00:00|COMPLETED|01:00:00|cpu=1",  # other time format
-    "27|acc|bob|2024-05-01T00:00:00|2024-05-01T01:00:00|COMPLETED|1-2:xx|cpu=1",  # bad Elapsed
-    "28|acc|bob|2024-05-01T02:00:00|2024-05-01T01:00:00|COMPLETED|01:00:00|cpu=1",  # End before Start
+    "20|acc|bob|2024-05-01T00:00:00|2024-05-01T01:00:00|COMPLETED|01:00:00|00:00:00|cpu=1,oops,node=1",  # TRES w/o =
+    "21|acc|bob|2024-05-01T00:00:00|2024-05-01T01:00:00|COMPLETED|01:00:00|00:00:00|cpu=abc",  # bad number
+    "22|ac|c|bob|2024-05-01T00:00:00|2024-05-01T01:00:00|COMPLETED|01:00:00|00:00:00|cpu=1",  # | inside a field
+    "23|acc|bob|2024-05-01T00:00:00|2024-05-01T01:00:00|COMPLETED|01:00:00|00:00:00",  # a field short
+    "|acc|bob|2024-05-01T00:00:00|2024-05-01T01:00:00|COMPLETED|01:00:00|00:00:00|cpu=1",  # empty JobID
+    "24||bob|2024-05-01T00:00:00|2024-05-01T01:00:00|COMPLETED|01:00:00|00:00:00|cpu=1",  # empty Account
+    "25|acc||2024-05-01T00:00:00|2024-05-01T01:00:00|COMPLETED|01:00:00|00:00:00|cpu=1",  # empty User
+    "26|acc|bob|2024-05-01 00:00:00|2024-05-01T01:00:00|COMPLETED|01:00:00|00:00:00|cpu=1",  # other time format
+    "27|acc|bob|2024-05-01T00:00:00|2024-05-01T01:00:00|COMPLETED|1-2:xx|00:00:00|cpu=1",  # bad Elapsed
+    "28|acc|bob|2024-05-01T02:00:00|2024-05-01T01:00:00|COMPLETED|01:00:00|00:00:00|cpu=1",  # End before Start
 ]
 
 
 def test_malformed_lines_are_logged_and_skipped_without_losing_others(caplog):
-    good = "30|acc|bob|2024-05-01T00:00:00|2024-05-01T01:00:00|COMPLETED|01:00:00|cpu=1,gres/gpu=1"
+    good = "30|acc|bob|2024-05-01T00:00:00|2024-05-01T01:00:00|COMPLETED|01:00:00|00:00:00|cpu=1,gres/gpu=1"
     lines = [good] + MALFORMED + ["", good.replace("30|", "31|", 1)]
     stats = ParseStats()
     with caplog.at_level(logging.WARNING, logger="slurm_sync.slurm.sacct"):
@@ -148,7 +148,7 @@ def test_malformed_lines_are_logged_and_skipped_without_losing_others(caplog):
 def test_no_tres_on_a_job_that_ran_aborts_the_read():
     # what sacct prints when it fetched the jobs but not the TRES names from slurmdbd
     with pytest.raises(SacctError):
-        list(parse_lines(["2|usexp|usx1|2026-11-25T11:59:45|2026-11-25T12:00:15|COMPLETED|00:00:30|"]))
+        list(parse_lines(["2|usexp|usx1|2026-11-25T11:59:45|2026-11-25T12:00:15|COMPLETED|00:00:30|00:00:00|"]))
 
 
 def test_parsed_lines_feed_usage():
@@ -331,6 +331,38 @@ def test_injected_rows_across_a_month_boundary(bed_accounts, job_table):
     for account in accounts:
         for kind in ("cpu", "mem", "gpu"):
             assert jan.totals[account][kind] + feb.totals[account][kind] == both.totals[account][kind]
+
+
+@pytest.mark.bed
+def test_a_suspended_job_is_billed_what_slurm_says_it_ran(bed_accounts, job_table):
+    """slurmdbd's own Elapsed leaves the suspension out: inside one month the amount is Elapsed x TRES exactly;
+    across a month's end the two months add up to it."""
+    from testkit.job_rows import JobRow
+
+    accounts, users = bed_accounts
+    a, b = accounts
+    base = job_table.next_job_id()
+    tres = {"cpu": 2, "mem": 1024, "node": 1, "gres/gpu": 1}
+    rows = [JobRow(base, a, users[0], datetime(2024, 3, 10, 8, tzinfo=UTC), datetime(2024, 3, 10, 12, tzinfo=UTC),
+                   tres, suspended=5400),  # 4 h, 1.5 h of it suspended
+            JobRow(base + 1, b, users[1], datetime(2024, 3, 31, 22, tzinfo=UTC), datetime(2024, 4, 1, 2, tzinfo=UTC),
+                   tres, suspended=3600)]  # 2 h in each month, 1 h suspended somewhere
+    job_table.insert(rows)
+    out = subprocess.run(["sacct", "-j", f"{base},{base + 1}", "-X", "-P", "-n", "-o", "JobID,ElapsedRaw,Suspended"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    elapsed = {job: int(raw) for job, raw, _ in (line.split("|") for line in out.splitlines())}
+    assert elapsed == {str(base): 9000, str(base + 1): 10800}  # what SLURM says each ran
+    resources = {acc: f"res-{acc}" for acc in accounts}
+    now = datetime(2024, 4, 2, tzinfo=UTC)
+    march, april = month_window(2024, 3), month_window(2024, 4)
+    records = list(read_jobs(accounts, march[0], april[1]))
+    assert {r.job_id: r.suspended for r in records} == {str(base): 5400, str(base + 1): 3600}
+    in_march = compute_usage(records, march, resources, COMPONENTS, now)
+    in_april = compute_usage(records, april, resources, COMPONENTS, now)
+    assert in_march.totals[a]["gpu"] == Decimal(elapsed[str(base)]) / 3600  # Elapsed x 1 GPU, in hours
+    assert in_march.per_user[a][users[0]]["cpu"] == Decimal(2 * elapsed[str(base)]) / 60 / 60000
+    assert in_march.totals[b]["gpu"] + in_april.totals[b]["gpu"] == Decimal(elapsed[str(base + 1)]) / 3600
+    assert in_march.totals[b]["gpu"] == in_april.totals[b]["gpu"] == Decimal("1.5")
 
 
 def test_time_shape_is_strict():

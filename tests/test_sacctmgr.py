@@ -11,7 +11,8 @@ from slurm_sync.slurm import loadfile
 from slurm_sync.slurm.runner import CommandResult, NativeExecutor, SlurmCommandError
 from slurm_sync.domain.slurm_objects import (AccountSpec, AddAccounts, AddUsers, Association, CancelJobs, DeleteUsers, RemoveAccounts,
                                     RemoveUsers, SetDefaultAccounts, SetLimits)
-from slurm_sync.slurm.sacctmgr import SacctmgrClient, _cross_groups
+from slurm_sync.slurm.sacctmgr import SacctmgrClient
+from slurm_sync.slurm.write_groups import cross_groups as _cross_groups
 from slurm_sync.slurm.parse import parse_associations, parse_tres, parse_tres_minutes
 
 # `show account withassoc format=Cluster,Account,User,ParentName,Partition,GrpTRESMins,Description`
@@ -434,7 +435,8 @@ def test_removals_are_bounded_by_the_tree_size():
 
 
 def test_leaving_members_and_deleted_users_are_bounded_too():
-    sacctmgr, executor = client()
+    sacctmgr, executor = client((["sacctmgr", "-P", "-n", "show", "assoc", "where"],
+                                 CommandResult(0, "".join(f"x|d{i}\n" for i in range(45)), "")))
     sacctmgr.tree_size = 75_000  # 3 M row updates / (2 x 75 k rows) = 20 associations a write
     assert sacctmgr.removal_chunk == 20
     pairs = tuple((f"u{i}", account) for i in range(15) for account in ("a", "b"))  # 15 users x 2 accounts
@@ -444,6 +446,19 @@ def test_leaving_members_and_deleted_users_are_bounded_too():
     assert [len(w[3].split(",")) for w in leaving] == [10, 5]  # 10 users x 2 accounts = 20 associations
     deleted = [w for w in writes if len(w) == 4]
     assert [len(w[3].split(",")) for w in deleted] == [20, 20, 5]
+
+
+def test_a_user_is_deleted_whole_only_while_it_has_no_more_than_the_plan_saw():
+    """The tree a plan was made from may be minutes old: right before ``remove user where name=U`` (every
+    account, every cluster) the users' associations are read again; one that got another account since is left."""
+    now = "alloc|bob\nalloc|carol\nsite_acct|carol\n"
+    sacctmgr, executor = client((["sacctmgr", "-P", "-n", "show", "assoc", "where"], CommandResult(0, now, "")))
+    sacctmgr.apply([DeleteUsers(("bob", "carol", "dave"), (("bob", ("alloc",)), ("carol", ("alloc",)),
+                                                          ("dave", ("alloc",))))])
+    reads = [argv for argv, _ in executor.calls if argv[1] == "-P"]
+    assert reads == [["sacctmgr", "-P", "-n", "show", "assoc", "where", "user=bob,carol,dave", "format=Account,User"]]
+    writes = [argv for argv, _ in executor.calls if argv[1] == "-i"]
+    assert writes == [["sacctmgr", "-i", "remove", "user", "where", "name=bob"]]  # carol gained site_acct; dave gone
 
 
 def test_real_bed_bounded_removal_leaves_nothing_behind(bed_client, slurm_sandbox):

@@ -145,6 +145,26 @@ def test_job_spanning_midnight_of_the_first_is_split_exactly():
     assert in_jan.totals["acc_a"]["cpu"] + in_feb.totals["acc_a"]["cpu"] == whole.totals["acc_a"]["cpu"]
 
 
+def test_suspended_time_is_not_billed():
+    """A job inside one month is billed exactly its Elapsed (End - Start - Suspended); across a month's end its
+    suspended seconds come out of each month in proportion, and the months add up to its Elapsed."""
+    from dataclasses import replace
+    march, april = month_window(2024, 3), month_window(2024, 4)
+    inside = replace(job(1, "acc_a", "alice", t(2024, 3, 10, 8), t(2024, 3, 10, 12), cpu=2, gpu=1), suspended=3600)
+    report = compute_usage([inside], march, RESOURCES, COMPONENTS, t(2024, 4, 2))
+    assert report.totals["acc_a"]["gpu"] == 3  # 4 h less 1 h suspended, in hours
+    assert Fraction(report.totals["acc_a"]["cpu"]) == Fraction(2 * 3 * 3600, 60 * 60000)
+    across = replace(job(2, "acc_a", "alice", t(2024, 3, 31, 22), t(2024, 4, 1, 2), gpu=1), suspended=3600)
+    in_march = compute_usage([across], march, RESOURCES, COMPONENTS, t(2024, 4, 2)).totals["acc_a"]["gpu"]
+    in_april = compute_usage([across], april, RESOURCES, COMPONENTS, t(2024, 4, 2)).totals["acc_a"]["gpu"]
+    assert in_march == in_april == Decimal("1.5") and in_march + in_april == 3  # 2 h each side, 1 h less in all
+    running = replace(job(3, "acc_b", "bob", t(2024, 3, 10, 8), None, gpu=1), suspended=7200)
+    assert compute_usage([running], march, RESOURCES, COMPONENTS, t(2024, 3, 10, 12)).totals["acc_b"]["gpu"] == 2
+    never_ran = replace(job(4, "acc_b", "bob", t(2024, 3, 10, 8), t(2024, 3, 10, 9), gpu=1), suspended=3600)
+    assert compute_usage([never_ran], march, RESOURCES, COMPONENTS, t(2024, 4, 2)).totals.get("acc_b", {}).get(
+        "gpu", Decimal(0)) == 0
+
+
 def test_split_follows_the_billing_zone():
     # Feb 1st begins at 22:00 UTC on Jan 31 in Tallinn (UTC+2): half of this hour is February's there
     late = job(8, "acc_a", "alice", t(2024, 1, 31, 21, 30), t(2024, 1, 31, 22, 30), gpu=1)

@@ -11,7 +11,8 @@ from fractions import Fraction
 import pytest
 
 from slurm_sync.domain.usage import UsageSeconds, tally
-from slurm_sync.domain.usage_ledger import Entry, MonthLedger, fingerprint, fold, plan_reads, settled_until
+from slurm_sync.domain.usage_ledger import (Entry, MonthLedger, compare_recount, fingerprint, fold, ledger_key,
+                                           plan_reads, settled_until)
 from slurm_sync.domain.slurm_objects import JobRecord
 from slurm_sync.slurm.runner import NativeExecutor
 from slurm_sync.slurm.sacctmgr import SacctmgrClient
@@ -21,6 +22,7 @@ from slurm_sync.sync.push import UsageReporter
 from slurm_sync.sync.reported_store import MemoryStore
 from slurm_sync.waldur.api import WaldurAPI
 
+from tests.plugins.slurm_bed import mark_ours
 from tests.test_push import COMPONENTS, OFFERING_COMPONENTS, usages
 from tests.test_sacct import bed_accounts, job_table  # noqa: F401  (fixtures)
 
@@ -113,6 +115,70 @@ def test_a_month_is_settled_up_to_its_end_and_never_past_it():
     assert old.reads == [(MARCH_START, ["acc_a"])] and old.ledger.seconds.totals == {}
 
 
+def _kept_ledger(key):
+    """A stored ledger of March with acc_a's settled job (2 cpu-days by u1), as a store keeps it (signed)."""
+    resources = {"acc_a": "r1", "acc_b": "r2"}
+    plan = plan_reads(None, resources, MARCH_START, at(10), FP, timedelta(hours=24))
+    summed = tally([JobRecord("1", "acc_a", "u1", at(2), at(3), {"cpu": Decimal(2)})], (MARCH_START, at(31)),
+                   resources, COMPONENTS, at(10), settled_before=at(9, 23, 55))
+    return fold(plan, resources, summed, at(9, 23, 55), MARCH_START).dump(key), resources
+
+
+@pytest.mark.parametrize("tamper, why", [
+    (lambda d: {**d, "t": {"cpu": "8640000000"}, "u": {"u1": {"cpu": "8640000000"}}}, "signature"),  # forged seconds
+    (lambda d: {**d, "w": "2024-03-30T00:00:00+00:00"}, "signature"),  # watermark moved on
+])
+def test_a_changed_ledger_entry_is_dropped_said_and_read_again(tamper, why):
+    import json
+    key = ledger_key("the deployment's token")
+    fields, resources = _kept_ledger(key)
+    stored = json.loads(fields["a:acc_a"])
+    forged = json.dumps(tamper(json.loads(stored["d"])), sort_keys=True)
+    fields["a:acc_a"] = json.dumps({"d": forged, "mac": stored["mac"]})
+    ledger = MonthLedger.load(fields, key)
+    assert "acc_a" not in ledger.entries and "acc_b" in ledger.entries
+    assert len(ledger.problems) == 1 and "acc_a" in ledger.problems[0] and why in ledger.problems[0]
+    plan = plan_reads(ledger, resources, MARCH_START, at(10, 1), FP, timedelta(hours=24), datetime(2024, 4, 1,
+                                                                                                 tzinfo=UTC))
+    assert plan.reads == [(MARCH_START, ["acc_a"]), (at(9, 23, 55), ["acc_b"])] and plan.problems == ledger.problems
+    assert plan.ledger.seconds.totals == {}  # nothing of acc_a's forged sums is kept
+    assert MonthLedger.load(fields, ledger_key("another deployment's token")) is None  # meta not ours: recount
+
+
+def test_an_entry_signed_right_but_impossible_is_dropped_too():
+    """NaN, a negative amount, users that do not add up to the totals, a watermark in the future: each is an entry
+    no cycle writes; the month is read again for its account instead of billing it or crashing the cycle."""
+    from slurm_sync.domain import usage_ledger
+    key = ledger_key("t0ken-value")
+    for data, reason in [({"t": {"cpu": "NaN"}, "u": {"u1": {"cpu": "NaN"}}}, "finite"),
+                         ({"t": {"cpu": "-5"}, "u": {"u1": {"cpu": "-5"}}}, "non-negative"),
+                         ({"t": {"cpu": "100"}, "u": {"u1": {"cpu": "7"}}}, "add up"),
+                         ({"t": {"cpu": "zz"}, "u": {}}, "not a number")]:
+        fields, resources = _kept_ledger(key)
+        fields["a:acc_a"] = usage_ledger._signed({"r": "r1", "w": at(9).isoformat(), **data}, key, "acc_a")
+        ledger = MonthLedger.load(fields, key)
+        assert "acc_a" not in ledger.entries and reason in ledger.problems[0], (data, ledger.problems)
+    fields, resources = _kept_ledger(key)
+    fields["a:acc_a"] = usage_ledger._signed({"r": "r1", "w": at(20).isoformat(), "t": {}, "u": {}}, key, "acc_a")
+    plan = plan_reads(MonthLedger.load(fields, key), resources, MARCH_START, at(10, 1), FP, timedelta(hours=24))
+    assert plan.reads[0] == (MARCH_START, ["acc_a"]) and "future" in plan.problems[0]
+
+
+def test_a_recount_says_where_the_ledger_differed_from_sacct():
+    key = ledger_key("t0ken-value")
+    fields, resources = _kept_ledger(key)
+    kept = MonthLedger.load(fields, key)
+    late = tally([JobRecord("1", "acc_a", "u1", at(2), at(3), {"cpu": Decimal(2)}),
+                  JobRecord("9", "acc_a", "u2", at(4), at(5), {"cpu": Decimal(1)})],  # reached slurmdbd late
+                 (MARCH_START, at(31)), resources, COMPONENTS, at(11), check_before={"acc_a": at(9, 23, 55),
+                                                                                      "acc_b": at(9, 23, 55)})
+    notes = compare_recount(kept, late.checked, resources)
+    assert len(notes) == 1 and "acc_a" in notes[0] and "172800" in notes[0] and "259200" in notes[0]
+    same = tally([JobRecord("1", "acc_a", "u1", at(2), at(3), {"cpu": Decimal(2)})], (MARCH_START, at(31)),
+                 resources, COMPONENTS, at(11), check_before={"acc_a": at(9, 23, 55), "acc_b": at(9, 23, 55)})
+    assert compare_recount(kept, same.checked, resources) == []
+
+
 SDIAG = """*******************************************************
 sdiag output at Sat Nov 28 04:22:45 2026 (1795839765)
 Data since      Sat Nov 28 04:21:27 2026 (1795839687)
@@ -166,6 +232,7 @@ def test_cycles_read_only_the_jobs_since_the_watermark_and_the_totals_stay_exact
     offering = waldur.add_offering("SLURM", components=OFFERING_COMPONENTS)
     project = waldur.add_project(waldur.add_customer("Acme")["uuid"], "Physics")
     resources = {x: waldur.add_resource(offering["uuid"], project["uuid"], x, backend_id=x) for x in accounts}
+    mark_ours(resources)
     reporter = UsageReporter(WaldurAPI(waldur.url, waldur.token, offering["uuid"]),
                              SacctmgrClient(NativeExecutor(timeout=60)), COMPONENTS, MemoryStore(),
                              ledger=MemoryLedger(), complete_at=lambda: clock["now"] - timedelta(minutes=5))
@@ -211,9 +278,21 @@ def test_cycles_read_only_the_jobs_since_the_watermark_and_the_totals_stay_exact
     job_table.insert([late])
     four = cycle(at(12, 20, 30))
     assert four.jobs == 1 and shown() == expected(first + later + [running], at(12, 20, 30))
+    # the ledger changed behind the product's back (forged seconds): dropped, said, its account read again
+    import json
+    stored = reporter.months.ledger.data[MARCH]
+    entry = json.loads(stored[f"a:{b}"])
+    body = json.loads(entry["d"])
+    body["t"] = {t: "3600000000" for t in body["t"]}
+    stored[f"a:{b}"] = json.dumps({"d": json.dumps(body, sort_keys=True), "mac": entry["mac"]})
+    forged = cycle(at(12, 20, 45))
+    assert len(forged.ledger) == 1 and b in forged.ledger[0] and forged.recounted == []
+    assert shown() == expected(first + later + [running], at(12, 20, 45))  # b's total as the rows say
     five = cycle(at(13, 1))  # 25 h after the first read
     assert five.recounted == [MARCH] and five.jobs == 27
     assert shown() == expected(first + later + [late, running], at(13, 1))
+    # the recount compared its fresh sums with the ledger it replaces: the late record was not in it
+    assert len(five.ledger) == 1 and a in five.ledger[0] and "differed from sacct" in five.ledger[0]
 
     # the last usage of an allocation being terminated: read from the ledger (nothing since), nothing stored
     kept = reporter.months.ledger.data[MARCH]

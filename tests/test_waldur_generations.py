@@ -19,7 +19,7 @@ from slurm_sync.redis_stores import RedisGenerationCache
 
 from tests.plugins.celery_worker import test_redis_url
 from tests.test_sacct import bed_accounts, job_table  # noqa: F401  (fixtures)
-from tests.plugins.slurm_bed import sacctmgr
+from tests.plugins.slurm_bed import mark_ours, sacctmgr
 from tests.pull_scenario import COMPONENTS_YAML
 
 COMPONENTS = parse_components(yaml.safe_load(COMPONENTS_YAML))  # cpu, gpu: limit (x60); mem: usage
@@ -105,6 +105,7 @@ def allocation(waldur, scenario, slurm_sandbox):
     sacctmgr("-i", "add", "user", "alice,bob", f"account={account}")
     resource = waldur.add_resource(scenario.offering["uuid"], scenario.project("acme", "x")["uuid"], "alloc",
                                    limits={"cpu": 5, "gpu": 2, "mem": 7}, backend_id=account)
+    mark_ours({account: resource})
     reporter = UsageReporter(api(waldur, scenario), SacctmgrClient(NativeExecutor(timeout=60)), COMPONENTS,
                              MemoryStore())
     return reporter, resource, account
@@ -144,6 +145,7 @@ def test_closed_month_never_overwrites_the_current_one_on_7_0(waldur, scenario, 
     accounts, users = bed_accounts
     resource = waldur.add_resource(scenario.offering["uuid"], scenario.project("acme", "x")["uuid"], "alloc",
                                    backend_id=accounts[0])
+    mark_ours({accounts[0]: resource})
     reporter = UsageReporter(api(waldur, scenario), SacctmgrClient(NativeExecutor(timeout=60)), COMPONENTS,
                              MemoryStore())
     start = datetime(2025, 3, 31, 20, tzinfo=timezone.utc)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Set, Tuple
 
 from slurm_sync.slurm.runner import CommandResult, NativeExecutor
 
@@ -26,12 +26,15 @@ def is_read(argv: Sequence[str]) -> bool:
 
 
 class RecordingExecutor(NativeExecutor):
-    """Runs reads through ``inner``; records every other command (and its stdin) without running it."""
+    """Runs reads through ``inner``; records every other command (and its stdin) without running it. A job a
+    recorded ``scancel`` names is gone from later ``squeue`` answers, as it would be: the plan shows the scancel
+    and goes on instead of waiting for jobs nothing cancels."""
 
     def __init__(self, inner: NativeExecutor):
         super().__init__(inner.timeout)
         self.inner = inner
         self.recorded: List[Tuple[List[str], Optional[str]]] = []
+        self.cancelled: Set[str] = set()
 
     def wrap(self, argv: Sequence[str]) -> List[str]:
         return self.inner.wrap(argv)
@@ -39,8 +42,14 @@ class RecordingExecutor(NativeExecutor):
     def run(self, argv: Sequence[str], *, timeout: Optional[float] = None, input: Optional[str] = None,
             check: bool = True) -> CommandResult:
         if is_read(argv):
-            return self.inner.run(argv, timeout=timeout, input=input, check=check)
+            result = self.inner.run(argv, timeout=timeout, input=input, check=check)
+            if argv[0] == "squeue" and self.cancelled:
+                kept = [line for line in result.stdout.splitlines() if line.strip() not in self.cancelled]
+                result = CommandResult(result.returncode, "".join(line + "\n" for line in kept), result.stderr)
+            return result
         self.recorded.append((self.wrap(argv), input))
+        if argv and argv[0] == "scancel":
+            self.cancelled.update(arg for arg in argv[1:] if not arg.startswith("-"))
         return CommandResult(0, "", "")
 
 

@@ -37,6 +37,7 @@ class Component:
     label: str
     limit: Optional[Decimal] = None
     unit_factor: Decimal = Decimal(1)
+    max_limit: Optional[Decimal] = None  # Waldur units: an order above it errs (or waits for a person)
 
     @property
     def type(self) -> str:
@@ -109,7 +110,7 @@ def _parse_entry(path: str, key: Any, raw: Any) -> Component:
         raise fail("the key must be a SLURM TRES type such as cpu, mem or gres/gpu")
     if not isinstance(raw, Mapping):
         raise fail(f"expected a mapping of settings, got {type(raw).__name__}")
-    unknown = set(raw) - {"limit", "measured_unit", "accounting_type", "label", "unit_factor"}
+    unknown = set(raw) - {"limit", "measured_unit", "accounting_type", "label", "unit_factor", "max_limit"}
     if unknown:
         raise fail(f"unknown setting(s) {', '.join(sorted(map(str, unknown)))}")
     accounting_type = raw.get("accounting_type")
@@ -118,14 +119,7 @@ def _parse_entry(path: str, key: Any, raw: Any) -> Component:
     for text_field in ("measured_unit", "label"):
         if not isinstance(raw.get(text_field, ""), str):
             raise fail(f"{text_field} must be a string")
-    limit = None
-    if raw.get("limit") is not None:
-        try:
-            limit = _decimal(raw["limit"])
-        except (InvalidOperation, ValueError):
-            raise fail(f"limit must be a number, got {raw['limit']!r}") from None
-        if limit < 0:
-            raise fail(f"limit must not be negative, got {raw['limit']!r}")
+    limit, max_limit = (_non_negative(raw, name, fail) for name in ("limit", "max_limit"))
     try:
         unit_factor = _decimal(raw.get("unit_factor", 1))
     except (InvalidOperation, ValueError):
@@ -139,7 +133,20 @@ def _parse_entry(path: str, key: Any, raw: Any) -> Component:
         label=raw.get("label") or key,
         limit=limit,
         unit_factor=unit_factor,
+        max_limit=max_limit,
     )
+
+
+def _non_negative(raw: Mapping[str, Any], name: str, fail) -> Optional[Decimal]:
+    if raw.get(name) is None:
+        return None
+    try:
+        value = _decimal(raw[name])
+    except (InvalidOperation, ValueError):
+        raise fail(f"{name} must be a number, got {raw[name]!r}") from None
+    if value < 0:
+        raise fail(f"{name} must not be negative, got {raw[name]!r}")
+    return value
 
 
 def parse_components(data: Any, path: str = "<components>") -> Components:

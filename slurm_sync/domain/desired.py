@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 from slurm_sync.domain.components import Components
 from slurm_sync.domain.names import NamingError, account_name, allocation_name, check_account_name, check_user_name
@@ -33,7 +33,8 @@ class NamingPolicy:
     project_prefix: str
     allocation_prefix: str
     max_len: int
-    min_uid: Optional[int] = None  # logins below this uid on the worker's host are system accounts
+    min_uid: Optional[int] = None  # logins below this uid on the head node are system accounts
+    uid_of: Optional[Callable[[str], Optional[int]]] = field(default=None, compare=False)  # where SLURM runs
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ def ownership_mark(kind: str, uuid: str) -> str:
     return f"waldur-{kind}-{uuid}"
 
 
-def slurm_limits(order_limits: Mapping[str, Any], components: Components, cluster_tres: Iterable[str]) -> Dict[str, int]:
+def slurm_limits(order_limits: Mapping[str, Any], components: Components, cluster_tres: Iterable[str],
+                 approved_above_max: bool = False) -> Dict[str, int]:
     """GrpTRESMins for an allocation: ``limit`` components from the order, ``usage`` ones from config."""
     if not isinstance(order_limits, Mapping):
         raise OrderRejected(f"limits must be a mapping of component type to amount, got {type(order_limits).__name__}")
@@ -116,6 +118,10 @@ def slurm_limits(order_limits: Mapping[str, Any], components: Components, cluste
             raise OrderRejected(f"component {component.type!r} needs the SLURM TRES {component.tres!r}, which this "
                                 f"cluster does not track (sacctmgr show tres lists {', '.join(sorted(cluster_tres))}); "
                                 "add it to AccountingStorageTRES or remove the component from config-components.yaml")
+        if component.accounting_type == "limit" and component.max_limit is not None and amount > component.max_limit \
+                and not approved_above_max:
+            raise OrderRejected(f"limit for {component.type!r} is {str(raw)[:40]} {component.measured_unit}, above "
+                                f"this offering's max_limit {component.max_limit} (config-components.yaml)")
         minutes = component.to_slurm_minutes(amount)
         if minutes > SLURM_MAX_MINUTES:
             raise OrderRejected(f"limit for {component.type!r} is {str(raw)[:40]} {component.measured_unit}, "
@@ -136,7 +142,8 @@ def _amount(component_type: str, raw: Any) -> Decimal:
     return amount
 
 
-def team_usernames(team: Sequence[Mapping[str, Any]], min_uid: Optional[int] = None
+def team_usernames(team: Sequence[Mapping[str, Any]], min_uid: Optional[int] = None,
+                   uid_of: Optional[Callable[[str], Optional[int]]] = None
                    ) -> Tuple[Tuple[str, ...], Tuple[Tuple[str, str], ...]]:
     """(SLURM logins of the team, members left out with why). A member without an offering-user
     username gets no association yet (it gets one when it has one); an invalid or system login
@@ -149,7 +156,7 @@ def team_usernames(team: Sequence[Mapping[str, Any]], min_uid: Optional[int] = N
         if member.get("offering_user_state") in DEPARTED_USER_STATES:
             continue
         try:
-            names.add(check_user_name(username, min_uid))
+            names.add(check_user_name(username, min_uid, uid_of))
         except NamingError as error:
             skipped.append((str(member.get("username") or "")[:40], str(error)))
     return tuple(sorted(names)), tuple(skipped)
@@ -164,8 +171,9 @@ def account_ref(kind: str, prefix: str, source: str, uuid: str, max_len: int) ->
 
 
 def allocation_spec(order: OrderInput, policy: NamingPolicy, components: Components,
-                    cluster_tres: Iterable[str]) -> AllocationSpec:
-    """Validate an order and name its accounts. Raises OrderRejected."""
+                    cluster_tres: Iterable[str], approved_above_max: bool = False) -> AllocationSpec:
+    """Validate an order and name its accounts. Raises OrderRejected. ``approved_above_max``: a person approves
+    orders (SLURM_SYNC_APPROVE manual or below-max), so a limit above a component's max_limit was theirs to take."""
     if order.type not in ENSURE_TYPES + REMOVE_TYPES:
         raise OrderRejected(f"unsupported order type {str(order.type)[:20]!r}")
     if not order.resource_uuid:
@@ -179,10 +187,10 @@ def allocation_spec(order: OrderInput, policy: NamingPolicy, components: Compone
     except NamingError as error:
         raise OrderRejected(str(error)) from None
     remove = order.type in REMOVE_TYPES
-    limits = {} if remove else slurm_limits(order.limits, components, cluster_tres)
+    limits = {} if remove else slurm_limits(order.limits, components, cluster_tres, approved_above_max)
     users, skipped = None, ()
     if not remove and order.team is not None:
-        users, skipped = team_usernames(order.team, policy.min_uid)
+        users, skipped = team_usernames(order.team, policy.min_uid, policy.uid_of)
     return AllocationSpec(order_uuid=order.order_uuid, remove=remove, customer=customer, project=project,
                           allocation=backend_id, allocation_source=order.resource_name or order.resource_uuid,
                           resource_uuid=order.resource_uuid, limits=limits, users=users, kind=order.type,

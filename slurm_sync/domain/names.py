@@ -11,7 +11,7 @@ import hashlib
 import pwd
 import re
 import unicodedata
-from typing import Collection, Optional
+from typing import Callable, Collection, Optional
 
 from slurm_sync.domain import alphabet as safety
 
@@ -78,12 +78,14 @@ def check_account_name(name: Optional[str]) -> str:
     return name
 
 
-def check_user_name(name: Optional[str], min_uid: Optional[int] = None) -> str:
+def check_user_name(name: Optional[str], min_uid: Optional[int] = None,
+                    uid_of: Optional[Callable[[str], Optional[int]]] = None) -> str:
     """A team member's login must already be safe: it names a real user, so it is never rewritten.
 
-    ``min_uid``: a login that exists on this host with a uid below it is a system account
-    (``_apt``, ``www-data``) and is refused; None skips the look-up (the worker's user database
-    is not the cluster's, as in docker mode). Unknown logins pass: they may come from LDAP later.
+    ``min_uid``: a login that exists on the cluster's head node with a uid below it is a system account
+    (``_apt``, ``www-data``) and is refused; None skips the look-up. ``uid_of`` looks a login's uid up where
+    SLURM runs (docker mode: ``getent`` inside the SLURM container); by default in this host's user database.
+    Unknown logins pass: they may come from LDAP later.
     """
     try:
         safety.user(name)
@@ -94,13 +96,18 @@ def check_user_name(name: Optional[str], min_uid: Optional[int] = None) -> str:
     if name in RESERVED_USERS:
         raise NamingError(f"offering user name {name!r} is a reserved system account")
     if min_uid is not None:
-        try:
-            uid = pwd.getpwnam(name).pw_uid  # type: ignore[arg-type]
-        except KeyError:
-            uid = None
+        uid = (uid_of or _local_uid)(name)  # type: ignore[arg-type]
         if uid is not None and uid < min_uid:
-            raise NamingError(f"offering user name {name!r} is a system account on this host (uid {uid} < {min_uid})")
+            raise NamingError(f"offering user name {name!r} is a system account on the head node "
+                              f"(uid {uid} < {min_uid})")
     return name  # type: ignore[return-value]
+
+
+def _local_uid(name: str) -> Optional[int]:
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return None
 
 
 def _quoted(value: object) -> str:

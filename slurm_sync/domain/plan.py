@@ -44,6 +44,7 @@ class _Changes:
     cancel_users: List[Tuple[str, str]] = field(default_factory=list)  # (user, account): a leaving member's jobs
     remove_users: List[Tuple[str, str]] = field(default_factory=list)
     delete_users: List[str] = field(default_factory=list)
+    known: Dict[str, Tuple[str, ...]] = field(default_factory=dict)  # of delete_users: the accounts the tree showed
     remove_accounts: List[str] = field(default_factory=list)
 
     def merge(self, other: "_Changes") -> None:
@@ -52,6 +53,7 @@ class _Changes:
         self.parents.update(other.parents)
         self.defaults.update(other.defaults)
         self.default_parents.update(other.default_parents)
+        self.known.update(other.known)
         for mine, theirs in ((self.new_users, other.new_users), (self.add_users, other.add_users),
                              (self.cancel, other.cancel), (self.cancel_users, other.cancel_users),
                              (self.remove_users, other.remove_users),
@@ -77,7 +79,8 @@ class _Changes:
         if self.remove_users:
             ops.append(RemoveUsers(tuple(self.remove_users)))
         if self.delete_users:
-            ops.append(DeleteUsers(tuple(self.delete_users)))
+            ops.append(DeleteUsers(tuple(self.delete_users),
+                                   tuple((user, self.known.get(user, ())) for user in self.delete_users)))
         if self.remove_accounts:
             ops.append(RemoveAccounts(tuple(self.remove_accounts)))
         return ops
@@ -212,6 +215,7 @@ class _Planner:
                     pending.remove_users[:] = [pair for pair in pending.remove_users if pair[0] != user]
                     pending.defaults.pop(user, None)
                 changes.delete_users.append(user)
+                changes.known[user] = tuple(sorted(self.actual.accounts_of.get(user, set())))
                 continue
             if self.actual.default_of.get(user) in leaving:
                 self.set_default(changes, user, keep[0])

@@ -93,6 +93,8 @@ class DeleteUsers:
     """
 
     users: Tuple[str, ...]
+    # (user, the accounts the plan saw it in): the write removes a user whole only while that is still all it has
+    known: Tuple[Tuple[str, Tuple[str, ...]], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -137,3 +139,4 @@ class JobRecord:
     end: Optional[datetime]
     tres: Mapping[str, Decimal]
     state: str = ""
+    suspended: int = 0  # seconds the job was suspended (sacct's Suspended): not billed

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from typing import Any, Container, Dict, Iterable, Mapping, Optional, Tuple
 
@@ -81,6 +81,7 @@ class Tally:
 
     settled: UsageSeconds = field(default_factory=UsageSeconds)
     open: UsageSeconds = field(default_factory=UsageSeconds)
+    checked: UsageSeconds = field(default_factory=UsageSeconds)  # jobs ended before their account's check moment
     jobs_counted: int = 0
     jobs_ignored: int = 0  # rows of accounts outside the mapping
 
@@ -110,6 +111,7 @@ def tally(
     now: datetime,
     since: Optional[Mapping[str, datetime]] = None,
     settled_before: Optional[datetime] = None,
+    check_before: Optional[Mapping[str, datetime]] = None,
 ) -> Tally:
     """Sum the TRES-seconds the jobs of ``accounts`` ran inside ``window`` = (start, end exclusive).
 
@@ -117,7 +119,8 @@ def tally(
     allocation that had the same account name (terminated, its name free again) and is not this one's.
     A job still running (``end`` None) counts up to ``now``. Times are clipped to the window here (sacct
     runs without ``--truncate``, which slows slurmdbd 13x). A job that ended before ``settled_before`` goes to
-    ``settled``, every other one to ``open``. Naive datetimes are taken as UTC.
+    ``settled``, every other one to ``open``; one that ended before its account's ``check_before`` moment also
+    goes to ``checked`` (a recount compares those with what the ledger kept). Naive datetimes are taken as UTC.
     """
     start, end = aware(window[0]), aware(window[1])
     now = aware(now)
@@ -136,12 +139,16 @@ def tally(
                 continue
             settled = settled_before is not None and job.end is not None and aware(job.end) < settled_before
             into = result.settled if settled else result.open
+            checked = (check_before is not None and job.account in check_before and job.end is not None
+                       and aware(job.end) < aware(check_before[job.account]))
             for tres, amount in job.tres.items():
                 component = by_tres.get(tres)
                 if component is None:
                     log.debug("job %s: TRES %s is not a configured component, ignored", job.job_id, tres)
                     continue
                 into.add(job.account, job.user, component.type, amount * seconds)
+                if checked:
+                    result.checked.add(job.account, job.user, component.type, amount * seconds)
     return result
 
 
@@ -188,12 +195,24 @@ def to_wire(amount: Decimal) -> str:
 
 
 def _seconds_inside(job: JobRecord, start: datetime, end: datetime, now: datetime) -> Decimal:
-    """Exact seconds the job ran inside [start, end); a running job runs until ``now``."""
+    """Exact seconds the job ran inside [start, end); a running job runs until ``now``.
+
+    Suspended time is not billed. sacct says how long a job was suspended, not when, so its suspended seconds are
+    taken out of each window in proportion to the job's time there: a job inside one window is billed exactly its
+    Elapsed (Start..End less Suspended), and the parts of a job across a month's end add up to its Elapsed."""
     lo = max(aware(job.start), start)
-    hi = min(aware(job.end) if job.end is not None else now, end)
+    finish = aware(job.end) if job.end is not None else now
+    hi = min(finish, end)
     if hi <= lo:
         return Decimal(0)
-    span = hi - lo
+    inside = _exact_seconds(hi - lo)
+    if job.suspended > 0:
+        whole = _exact_seconds(finish - aware(job.start))
+        inside = inside * max(whole - job.suspended, Decimal(0)) / whole
+    return inside
+
+
+def _exact_seconds(span: timedelta) -> Decimal:
     return Decimal(span.days * 86400 + span.seconds) + Decimal(span.microseconds) / 1_000_000
 
 

@@ -22,7 +22,7 @@ memory.
 | ``slurm_sync_last_success_timestamp_seconds`` | gauge | task |
 | ``slurm_sync_orders_total`` | counter | result (done, erred, skipped, deferred: a transient Waldur error, taken up again) |
 | ``slurm_sync_usage_posts_total`` | counter | kind (component, user) |
-| ``slurm_sync_usage_problems_total`` | counter | kind (refused, anomaly, unreportable) — billing to look at: alert on it |
+| ``slurm_sync_usage_problems_total`` | counter | kind (refused, anomaly, unreportable, foreign, ledger) — billing to look at: alert on it |
 | ``slurm_sync_skipped_users_total`` | counter | — team members left without an association (an invalid or system login) |
 | ``slurm_sync_membership_changes_total`` | counter | change (added, removed) — associations changed by membership sync |
 | ``slurm_sync_slurm_commands_total`` | counter | command, result (ok, unchanged, error, timeout, cannot-run) |
@@ -182,7 +182,8 @@ def observe_outcome(task: str, retval: Mapping[str, Any]) -> None:
             count = retval.get(field) or 0
             if isinstance(count, int) and count > 0:
                 m.usage_posts.labels(kind).inc(count)
-        for kind, field in (("refused", "refused"), ("anomaly", "anomalies"), ("unreportable", "unreportable")):
+        for kind, field in (("refused", "refused"), ("anomaly", "anomalies"), ("unreportable", "unreportable"),
+                            ("foreign", "foreign"), ("ledger", "ledger")):
             count = len(retval.get(field) or ())
             if count:
                 m.usage_problems.labels(kind).inc(count)

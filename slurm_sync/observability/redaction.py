@@ -12,7 +12,7 @@ import re
 from typing import Any, Iterable, Mapping, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
-from slurm_sync.observability.masking import FILTERED, MASK, mask_url  # noqa: F401  (FILTERED, MASK: re-exported)
+from slurm_sync.observability.masking import FILTERED, mask_url  # noqa: F401  (FILTERED: re-exported)
 from slurm_sync.settings import environment
 
 SECRET_VARIABLES = ("WALDUR_API_TOKEN", "SENTRY_DSN", "REDIS_PASSWORD")

@@ -127,6 +127,11 @@ def parse_limits_and_users(output: str) -> List[Association]:
     return parse_associations(joined, {})
 
 
+def parse_descriptions(output: str) -> Dict[str, str]:
+    """``show account format=Account,Description`` -> {account: Description}."""
+    return {account: description for account, description in rows(output, 2, "account", free_last=True) if account}
+
+
 def parse_tres(output: str) -> Set[str]:
     """``show tres format=Type,Name`` -> {"cpu", "mem", "gres/gpu", ...}."""
     return {f"{kind}/{name}" if name else kind for kind, name in rows(output, 2, "tres") if kind}

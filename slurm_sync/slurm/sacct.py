@@ -35,7 +35,7 @@ LineSource = Callable[[List[str]], Iterator[str]]
 """Runs argv and yields its stdout line by line; raises :class:`SacctError` if it fails."""
 
 TRES_SOURCES = {"alloc": "AllocTRES", "req": "ReqTRES"}
-FIELDS = ("JobID", "Account", "User", "Start", "End", "State", "Elapsed")  # + the TRES field
+FIELDS = ("JobID", "Account", "User", "Start", "End", "State", "Elapsed", "Suspended")  # + the TRES field
 SACCT_ENV = {"TZ": "UTC", "SLURM_TIME_FORMAT": "standard"}
 
 # Linux caps ONE argument at MAX_ARG_STRLEN = 32 pages = 131072 bytes (the whole argv+env at
@@ -176,7 +176,7 @@ def parse_line(line: str) -> Optional[JobRecord]:
     fields = line.split("|")
     if len(fields) != len(FIELDS) + 1:
         raise MalformedLine(f"{len(fields)} fields, expected {len(FIELDS) + 1}")
-    job_id, account, user, start_text, end_text, state, elapsed_text, tres_text = fields
+    job_id, account, user, start_text, end_text, state, elapsed_text, suspended_text, tres_text = fields
     if not job_id or not account:
         raise MalformedLine("empty JobID or Account")
     if not user:
@@ -186,6 +186,7 @@ def parse_line(line: str) -> Optional[JobRecord]:
     start = parse_time(start_text)
     end = None if end_text == "Unknown" else parse_time(end_text)  # Unknown: still running
     elapsed = parse_elapsed(elapsed_text)
+    suspended = parse_elapsed(suspended_text)
     if end is not None and end < start:
         raise MalformedLine("End before Start")
     tres = parse_tres(tres_text)
@@ -197,7 +198,7 @@ def parse_line(line: str) -> Optional[JobRecord]:
         raise SacctError(f"job {job_id} ran {elapsed} with no TRES: sacct could not resolve TRES "
                          f"(slurmdbd unreachable?); not reporting a partial window")
     return JobRecord(job_id=job_id, account=account, user=user, start=start, end=end,
-                     tres=tres, state=state.split(" ")[0])
+                     tres=tres, state=state.split(" ")[0], suspended=int(suspended.total_seconds()))
 
 
 def parse_time(text: str) -> datetime:

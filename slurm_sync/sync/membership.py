@@ -82,7 +82,7 @@ class MembershipSync:
                 continue
             team = (team_of(resource, members, logins) if members is not None
                     else self.waldur.resource_team(resource["uuid"]))
-            users, skipped = team_usernames(team, self.policy.min_uid)
+            users, skipped = team_usernames(team, self.policy.min_uid, self.policy.uid_of)
             for member, why in skipped:
                 result.skipped_users.append(f"{member}: {why}")
                 metrics.observe_skipped_user()

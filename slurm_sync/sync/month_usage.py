@@ -9,7 +9,7 @@ reads its whole month (``mode="whole"``); without a store every read is a whole 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import chain
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Tuple
@@ -17,7 +17,8 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Protocol, 
 from slurm_sync.domain.components import Components
 from slurm_sync.domain.months import month_window
 from slurm_sync.domain.usage import UsageReport, tally, to_report
-from slurm_sync.domain.usage_ledger import MonthLedger, ReadPlan, fingerprint, fold, plan_reads, settled_until
+from slurm_sync.domain.usage_ledger import (MonthLedger, ReadPlan, compare_recount, fingerprint, fold, plan_reads,
+                                            settled_until)
 from slurm_sync.slurm.sacct import ParseStats, read_jobs
 
 log = logging.getLogger(__name__)
@@ -34,16 +35,17 @@ class LedgerStore(Protocol):
 
 
 class MemoryLedger:
-    """A LedgerStore in a dict (tests, one-off runs); kept as text, as Redis keeps it."""
+    """A LedgerStore in a dict (tests, one-off runs); kept as signed text, as Redis keeps it."""
 
-    def __init__(self):
+    def __init__(self, key: bytes = b""):
         self.data: Dict[Month, Dict[str, str]] = {}
+        self.key = key
 
     def get(self, month):
-        return MonthLedger.load(self.data[month]) if month in self.data else None
+        return MonthLedger.load(self.data[month], self.key) if month in self.data else None
 
     def put(self, month, ledger):
-        self.data[month] = ledger.dump()
+        self.data[month] = ledger.dump(self.key)
 
     def forget(self, month=None):
         for key in [k for k in self.data if month is None or k == month]:
@@ -56,6 +58,7 @@ class MonthRead:
     sacct_reads: int  # sacct calls (one per distinct watermark, one for the whole month on a recount)
     rows: int  # job rows read and counted
     recount: bool  # the whole month was read
+    problems: List[str] = field(default_factory=list)  # ledger entries not trusted, recount differences
 
 
 class MonthUsage:
@@ -90,8 +93,16 @@ class MonthUsage:
         jobs = chain.from_iterable(
             read_jobs(accounts, start, window[1], tres_source=self.tres_source, lines=self.lines, stats=stats)
             for start, accounts in plan.reads)
+        check = ({a: e.watermark for a, e in plan.previous.entries.items()
+                  if resources.get(a) == e.resource and window[0] <= e.watermark <= min(window[1], now)}
+                 if keep and plan.previous is not None else None)
         summed = tally(jobs, window, resources, self.components, now, since,
-                       settled_before=cutoff if keep else None)
+                       settled_before=cutoff if keep else None, check_before=check)
+        problems = list(plan.problems) if keep else []
+        if check:
+            problems += compare_recount(plan.previous, summed.checked, {a: resources[a] for a in check})
+        for note in problems:
+            log.warning("usage %d-%02d: %s", month[0], month[1], note)
         if keep:
             kept = fold(plan, resources, summed, cutoff, window[0])
             self.ledger.put(month, kept)  # only after the whole read: a failed sacct folds nothing
@@ -103,4 +114,4 @@ class MonthUsage:
         if plan.recount and keep:
             log.info("usage %d-%02d: the whole month read (%d rows) and kept up to %s", month[0], month[1],
                      stats.records, cutoff.isoformat() if cutoff else "its start (completeness not proved)")
-        return MonthRead(report, len(plan.reads), summed.jobs_counted, plan.recount)
+        return MonthRead(report, len(plan.reads), summed.jobs_counted, plan.recount, problems)

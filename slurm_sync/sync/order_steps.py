@@ -6,14 +6,17 @@ up again) and the batch goes on; a wrong-state answer is settled by reading the 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Mapping, Optional, Sequence
 
+from slurm_sync.domain.approval import left_for_a_person
 from slurm_sync.domain.desired import AllocationSpec
 from slurm_sync.waldur.allocation_report import report_allocation
 from slurm_sync.waldur.api import WaldurHTTPError, WaldurUnavailable, transient
 
 log = logging.getLogger(__name__)
+_UUID = re.compile(r"[0-9a-f]{32}")
 
 
 class OrderDeferred(Exception):
@@ -39,8 +42,10 @@ class BatchResult:
 
 
 class OrderSteps:
-    """The Waldur half of :class:`~slurm_sync.sync.pull.OrderProcessor` (``self.waldur``, ``self.components``)."""
+    """The Waldur half of :class:`~slurm_sync.sync.pull.OrderProcessor` (``self.waldur``, ``self.components``,
+    ``self.approve``)."""
 
+    approve = "auto"
 
     def _step(self, order: Mapping[str, Any], call: Callable[..., Any], *args: Any) -> Any:
         """One Waldur call of this order's own; a transient failure defers the order (:class:`OrderDeferred`)."""
@@ -63,6 +68,27 @@ class OrderSteps:
                 raise
             self._defer(order, str(error), result)
         return None
+
+    def _say_why_inactive(self, missing: Sequence[str]) -> None:
+        """Queued orders Waldur no longer lists as active: say what became of the first few (one GET each; a rare
+        path: rejected or canceled by staff, or done, while the message waited), and warn of the rest as messages
+        naming nothing of this offering (stale or forged). Nothing is done for any of them."""
+        told = set()
+        for uuid in [u for u in missing if _UUID.fullmatch(u.replace("-", ""))][:5]:
+            try:
+                order = self.waldur.get_order(uuid)
+            except (WaldurHTTPError, WaldurUnavailable):
+                continue
+            if str(order.get("offering_uuid", "")).replace("-", "") != self.waldur.offering_uuid.replace("-", ""):
+                continue
+            log.info("order %s (%s) became %s in Waldur while it was queued; nothing is done for it", uuid,
+                     order.get("type"), order.get("state"))
+            told.add(uuid)
+        rest = [u for u in missing if u not in told]
+        if rest:
+            log.warning("%d queued order(s) are not orders of offering %s in Waldur (stale or forged messages); "
+                        "nothing is done for them: %s", len(rest), self.waldur.offering_uuid,
+                        ", ".join(m[:40] for m in rest[:20]))
 
     @staticmethod
     def _defer(order: Mapping[str, Any], why: str, result: BatchResult) -> None:
@@ -91,7 +117,12 @@ class OrderSteps:
         return kept
 
     def _approved(self, order: Mapping[str, Any], result: BatchResult) -> Optional[Mapping[str, Any]]:
-        """The order once executing (approving it when pending), or None when it is not ours to do."""
+        """The order once executing (approving it when pending), or None when it is not ours to do (a pending
+        order SLURM_SYNC_APPROVE leaves for a person included)."""
+        waits = left_for_a_person(order, self.components, self.approve)
+        if waits:
+            result.outcomes.append(OrderOutcome(order["uuid"], "skipped", message=waits))
+            return None
         if order.get("state") == "pending-provider":
             try:
                 self.waldur.approve_order(order["uuid"])

@@ -54,8 +54,9 @@ class OrderProcessor(OrderSteps):
                  on_new_users: Optional[Callable[[Iterable[str]], None]] = None,
                  before_remove: Optional[Callable[[Dict[str, Mapping[str, Any]]],
                                                   Optional[Mapping[str, Tuple[bool, str]]]]] = None,
-                 write_size: int = 5000):
+                 write_size: int = 5000, approve: str = "auto"):
         self.waldur = waldur
+        self.approve = approve  # SLURM_SYNC_APPROVE (slurm_sync.domain.approval)
         self.slurm = slurm
         self.components = components
         self.policy = policy
@@ -79,8 +80,7 @@ class OrderProcessor(OrderSteps):
         found = [active[u] for u in wanted if u in active]
         missing = [u for u in wanted if u not in active]
         if missing:
-            log.warning("%d queued order(s) are not active orders of offering %s in Waldur; nothing is done for "
-                        "them: %s", len(missing), self.waldur.offering_uuid, ", ".join(m[:40] for m in missing[:20]))
+            self._say_why_inactive(missing)
         return found
 
     # -- the read-only half, shared by `slurm-sync plan` --
@@ -126,7 +126,7 @@ class OrderProcessor(OrderSteps):
                     listed = teams is not None and order.get("type") in LISTED_TEAM_TYPES
                     team = teams(order) if listed else self._step(order, self.waldur.resource_team, resource_uuid)
                 spec = allocation_spec(order_input(order, resources.get(resource_uuid), team), self.policy,
-                                       self.components, self.cluster_tres())
+                                       self.components, self.cluster_tres(), self.approve != "auto")
                 for member, why in spec.skipped_users:
                     log.warning("order %s: team member %r gets no SLURM association: %s", order["uuid"], member, why)
                     metrics.observe_skipped_user()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -34,31 +33,13 @@ from slurm_sync.domain.drift import differences
 from slurm_sync.domain.usage import to_wire
 from slurm_sync.slurm.sdiag import accounting_complete_at
 from slurm_sync.sync.month_usage import LedgerStore, MonthUsage
+from slurm_sync.sync.ownership import owned_resources
+from slurm_sync.sync.push_result import PushResult
 from slurm_sync.sync.reported_store import ReportedStore
 from slurm_sync.waldur.api import WaldurAPI, WaldurHTTPError, WaldurUnavailable
 
 log = logging.getLogger(__name__)
 Month = Tuple[int, int]
-
-
-@dataclass
-class PushResult:
-    months: List[Month] = field(default_factory=list)
-    sacct_calls: int = 0
-    jobs: int = 0  # job rows read and counted
-    recounted: List[Month] = field(default_factory=list)  # months read whole (no ledger, or its recount)
-    usage_posts: int = 0
-    user_usage_posts: int = 0
-    limit_posts: int = 0
-    association_posts: int = 0
-    erred: List[str] = field(default_factory=list)
-    recovered: List[str] = field(default_factory=list)
-    anomalies: List[str] = field(default_factory=list)
-    unreportable: List[str] = field(default_factory=list)
-    refused: List[str] = field(default_factory=list)  # reports Waldur refused (4xx): tried again next cycle
-    # {resource uuid: (transient, Waldur's answer)} of the reports that did not go through
-    not_accepted: Dict[str, Tuple[bool, str]] = field(default_factory=dict)
-    waldur_requests: int = 0
 
 
 def _created(resource: Mapping[str, Any]) -> Optional[datetime]:
@@ -102,7 +83,7 @@ class UsageReporter:
         now = now or datetime.now(timezone.utc)
         requests_before = self.waldur.request_count
         result = PushResult()
-        resources = self._resources(resource_uuids)
+        resources = self._owned(self._resources(resource_uuids), result)
         actual = ActualState(self.sacctmgr.read_limits_and_users())
         present = self._report_state(resources, actual, result)
         self._reconcile(present, actual, result)
@@ -161,6 +142,17 @@ class UsageReporter:
             except NamingError as error:
                 log.warning("resource %s skipped: %s", resource["uuid"], error)
         return by_account
+
+    def _owned(self, resources: Dict[str, Dict[str, Any]], result: PushResult) -> Dict[str, Dict[str, Any]]:
+        if not resources:
+            return resources
+        kept, skipped = owned_resources(resources, self.sacctmgr.read_descriptions())
+        result.skipped_foreign = len(skipped)
+        for note in skipped:
+            if self.store.first_time(note):
+                log.warning(note)
+                result.foreign.append(note)
+        return kept
 
     def _report_state(self, resources: Dict[str, Dict[str, Any]], actual: ActualState,
                       result: PushResult) -> Dict[str, Dict[str, Any]]:
@@ -236,6 +228,7 @@ class UsageReporter:
         report = read.report
         result.sacct_calls += read.sacct_reads
         result.jobs += read.rows
+        result.ledger += read.problems
         if read.recount:
             result.recounted.append(month)
         pending = []

@@ -20,6 +20,9 @@ class ReportedStore(Protocol):
 
     def put_state(self, resource: str, state: str) -> None: ...
 
+    def first_time(self, note: str) -> bool:
+        """True the first time ``note`` is offered (within the store's memory): what is said once."""
+
 
 class MemoryStore:
     """A ReportedStore in a dict (tests, one-off runs)."""
@@ -27,6 +30,12 @@ class MemoryStore:
     def __init__(self):
         self.data: Dict[Tuple[str, Month], Tuple[Dict[str, str], Dict[str, Dict[str, str]]]] = {}
         self.states: Dict[str, str] = {}
+        self.noted: set = set()
+
+    def first_time(self, note):
+        fresh = note not in self.noted
+        self.noted.add(note)
+        return fresh
 
     def state(self, resource):
         return self.states.get(resource)

@@ -118,11 +118,12 @@ class WaldurEmulator:
         return self._render(serializers.offering_user, record)
 
     def add_resource(self, offering_uuid, project_uuid, name, limits=None, attributes=None,
-                     state="OK", backend_id="", allocation_state="OK", created=LONG_AGO) -> dict:
+                     state="OK", backend_id="", allocation_state="OK", created=LONG_AGO, uuid=None) -> dict:
         """A resource whose Create is long done (not part of Waldur's API, a shortcut): created in 2000
-        unless ``created`` says otherwise, so jobs a test injects anywhere are the resource's."""
+        unless ``created`` says otherwise, so jobs a test injects anywhere are the resource's; ``uuid`` chosen
+        by the caller (a benchmark that writes the SLURM tree, marks included, before Waldur has it)."""
         record = self.store.add_resource(offering_uuid, project_uuid, name, limits, attributes,
-                                         state, backend_id, allocation_state, created)
+                                         state, backend_id, allocation_state, created, uuid)
         return self._render(serializers.resource, record)
 
     def create_order(self, offering_uuid, project_uuid, type="Create", limits=None,

@@ -148,7 +148,7 @@ class Store:
                              state=state, is_restricted=is_restricted)
 
     def add_resource(self, offering_uuid, project_uuid, name, limits=None, attributes=None,
-                     state="OK", backend_id="", allocation_state="OK", created=None) -> dict:
+                     state="OK", backend_id="", allocation_state="OK", created=None, uuid=None) -> dict:
         """A resource as if its Create order was long done (``allocation_state`` None: no
         SLURM allocation yet, as before approval); ``created`` backdates it."""
         with self.lock:
@@ -163,7 +163,7 @@ class Store:
                 limits=dict(limits or {}), attributes=dict(attributes or {"name": name}),
                 backend_metadata={}, error_message="", error_traceback="", paused=False,
                 downscaled=False, restrict_member_access=False, end_date=None, last_sync=None,
-                plan_period_uuid=new_uuid(), allocation=None,
+                plan_period_uuid=new_uuid(), allocation=None, **({"uuid": uuid} if uuid else {}),
             )
             if created is not None:
                 resource["created"] = created
