@@ -183,3 +183,26 @@ def test_forged_messages_write_nothing(waldur, start_worker, send, sync_env, slu
     assert waldur.get_order(elsewhere["uuid"])["state"] == "pending-provider"
     posted = {r.path.split("/")[-3] for r in waldur.requests if r.method == "POST" and "/marketplace-orders/" in r.path}
     assert posted == {real["uuid"]}  # approve and done of the real order, nothing for the forged ones
+
+
+def test_a_second_worker_under_a_live_ones_name_never_writes_beside_it(waldur, start_worker, send, sync_env,
+                                                                      test_redis):
+    """Two workers started with one node name (-n): the second's start takes over nothing of the live first's,
+    the SLURM write lock included, and says so; the first finishes its batch, nothing is done twice."""
+    scenario = Scenario(waldur)
+    c, p, a = names(sync_env)
+    first = start_worker(scenario.offering["uuid"], name="same")
+    order = scenario.create("acme", "physics", "twice", team=("alice",))
+    waldur.faults.latency(1.0)  # a slow Waldur: the batch holds the SLURM write lock for a while
+    send("tasks.pull.process_orders", [order["uuid"]])
+    wait_until(lambda: test_redis.get(SLURM_WRITES) is not None, what="the first worker holds the write lock")
+    token = test_redis.get(SLURM_WRITES)
+    second = start_worker(scenario.offering["uuid"], name="same")
+    second.wait_for("not proved gone", timeout=60)
+    assert test_redis.get(SLURM_WRITES) in (token, None)  # still the first's (or released by it when done)
+    waldur.faults.clear()
+    wait_until(all_done(waldur, [order]), timeout=90, what="order finished by the first worker")
+    assert waldur.count("POST", "approve_by_provider") == 1 and waldur.count("POST", "set_state_done") == 1
+    accounts, _, _ = slurm_tree(sync_env["SLURM_DEFAULT_ACCOUNT"])
+    assert [x for x in accounts if x.startswith(a(""))] == [a("twice")]
+    assert "Traceback" not in first.tail(200)
