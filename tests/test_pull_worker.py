@@ -206,3 +206,26 @@ def test_a_second_worker_under_a_live_ones_name_never_writes_beside_it(waldur, s
     accounts, _, _ = slurm_tree(sync_env["SLURM_DEFAULT_ACCOUNT"])
     assert [x for x in accounts if x.startswith(a(""))] == [a("twice")]
     assert "Traceback" not in first.tail(200)
+
+
+def test_periodic_work_that_waited_past_its_interval_is_dropped_not_run_back_to_back(waldur, start_worker, send,
+                                                                                   sync_env, _test_app):
+    """Beat's entries expire after their interval (tasks.app.beat_schedule): behind a long batch on the one
+    headnode worker, the copies that waited longer are dropped (revoked) instead of running one after another."""
+    from tasks.app import beat_schedule
+    from slurm_sync.settings import Settings
+    schedule = beat_schedule(Settings(waldur_sync_direction="both"))
+    assert {name: entry["options"]["expires"] for name, entry in schedule.items()} == {
+        "poll-orders": 60.0, "sync-memberships": 60.0, "recover-orders": 20.0, "report-usage": 900.0,
+        "report-usage-month-end": 600}
+    scenario = Scenario(waldur)
+    start_worker(scenario.offering["uuid"])
+    order = scenario.create("acme", "physics", "long", team=("alice",))
+    waldur.faults.latency(1.0)  # the batch below keeps the single worker busy for several seconds
+    batch = send("tasks.pull.process_orders", [order["uuid"]])
+    waited = [_test_app.send_task("tasks.pull.sync_memberships", expires=2) for _ in range(3)]
+    batch.get(timeout=120)
+    waldur.faults.clear()
+    for result in waited:
+        wait_until(lambda: result.state in ("REVOKED", "SUCCESS", "FAILURE"), timeout=60, what="queued copy handled")
+    assert [r.state for r in waited] == ["REVOKED"] * 3

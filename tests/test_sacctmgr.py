@@ -142,6 +142,21 @@ def test_nothing_messages_are_not_failures():
     assert (report.commits, report.unchanged) == (0, 1)
 
 
+@pytest.mark.parametrize("answer", [" Nothing added.\n", "Request didn't affect anything\n Nothing added.\n",
+                                    " Already existing account a on cluster lab\n"])
+def test_slurm_24_11_words_for_nothing_changed_are_not_failures(answer):
+    """24.11 answers an add of what exists in other words than 22.05 (rc 1 both): a retried order is not erred."""
+    sacctmgr, _ = client((["sacctmgr", "-i"], CommandResult(1, answer, "")))
+    assert (sacctmgr.apply([AddUsers((("u1", "a"),))]).unchanged, sacctmgr.apply([]).commits) == (1, 0)
+
+
+def test_nothing_beside_an_error_is_a_failure():
+    answer = " Already existing account a on cluster lab\n error: No parent account 'p' on cluster 'lab'\n"
+    sacctmgr, _ = client((["sacctmgr", "-i"], CommandResult(1, answer, "")))
+    with pytest.raises(SlurmCommandError):
+        sacctmgr.apply([AddUsers((("u1", "a"),))])
+
+
 def test_real_failure_raises_with_stderr():
     sacctmgr, _ = client((["sacctmgr", "-i"], CommandResult(1, "", " Problem with requests: boom\n")))
     with pytest.raises(SlurmCommandError, match="boom"):

@@ -30,8 +30,17 @@ DEFAULT_TIMEOUT = 60.0
 _STDERR_TAIL = 500
 _LOGGED_ARGV = 1000  # characters of the joined argv in the log message (the argv field is whole)
 _LOGGED_ERROR = 300
-# what sacctmgr answers, whatever its exit code, to a write that changed nothing
-NOTHING = ("Nothing new added", "Nothing modified", "Nothing deleted", "Nothing to change")
+# what sacctmgr answers, whatever its exit code, to a write that changed nothing: 22.05's words, then 24.11's for
+# an add of what exists ("Nothing added.", "Request didn't affect anything", "Already existing account X on cluster
+# C"; measured, ../shared/reference/slurm.md)
+NOTHING = ("Nothing new added", "Nothing modified", "Nothing deleted", "Nothing to change", "Nothing added",
+           "Request didn't affect anything", "Already existing account")
+
+
+def changed_nothing(output: str) -> bool:
+    """A sacctmgr write's output says it changed nothing, and names no error beside it (an add of several where
+    one exists and another failed is a failure, whatever 24.11 says of the one)."""
+    return any(marker in output for marker in NOTHING) and "rror" not in output
 
 CommandObserver = Callable[[Sequence[str], str, float, bool], None]
 command_observers: List[CommandObserver] = []
@@ -176,8 +185,7 @@ class DockerExecutor(NativeExecutor):
 def _outcome(argv: Sequence[str], result: CommandResult) -> str:
     """ok / unchanged (a sacctmgr write answering "Nothing ...", whatever its exit code) / error."""
     if is_sacctmgr_write(argv):
-        output = result.stdout + result.stderr
-        if any(marker in output for marker in NOTHING):
+        if changed_nothing(result.stdout + result.stderr):
             return "unchanged"
     return "ok" if result.returncode == 0 else "error"
 

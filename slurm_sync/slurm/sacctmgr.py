@@ -16,7 +16,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Tupl
 
 from slurm_sync.domain import alphabet as safety
 from slurm_sync.slurm import loadfile
-from slurm_sync.slurm.runner import NOTHING, CommandResult, NativeExecutor, SlurmCommandError
+from slurm_sync.slurm.runner import CommandResult, NativeExecutor, SlurmCommandError, changed_nothing
 from slurm_sync.slurm.write_groups import chunks as _chunks, cross_groups as _cross_groups
 from slurm_sync.domain.slurm_objects import (AddAccounts, AddUsers, Association, CancelJobs, CancelUserJobs, DeleteUsers, Operation,
                     RemoveAccounts, RemoveUsers, SetDefaultAccounts, SetLimits)
@@ -162,8 +162,7 @@ class SacctmgrClient:
         argv = [SACCTMGR, "-i", *args]
         report.commands.append(argv)
         result = self.executor.run(argv, timeout=self.write_timeout, input=input, check=False)
-        output = result.stdout + result.stderr
-        if any(marker in output for marker in NOTHING):
+        if changed_nothing(result.stdout + result.stderr):
             report.unchanged += 1
             logger.debug("no change: %s", " ".join(argv))
             return result
