@@ -130,7 +130,8 @@ def _record(client: "redis.Redis", lock: Lock) -> None:
 
 
 def _proved_gone(host: str, pid: str) -> bool:
-    """The process that recorded a lock is gone: it ran on this host and no process has its pid now. A record
+    """The process that recorded a lock is gone: it ran on this host and its pid is free, or names a process that
+    has exited and waits only to be reaped (a killed worker's pool child, until its new parent reaps it). A record
     from another host (or one without host and pid) proves nothing: its lock lapses with its TTL."""
     if host != socket.gethostname() or not pid.isdigit():
         return False
@@ -140,7 +141,11 @@ def _proved_gone(host: str, pid: str) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in ("Z", "X")
 
 
 def _release(client: "redis.Redis", lock: Lock) -> None:
