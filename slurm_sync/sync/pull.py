@@ -95,16 +95,22 @@ class OrderProcessor(OrderSteps):
         found: Dict[str, Dict[str, Any]] = {}
         if len(wanted) > 2:  # one listing of the offering's live resources serves a batch
             found = {r["uuid"]: r for r in self.waldur.resources(LIVE_RESOURCE_STATES) if r["uuid"] in wanted}
-        for uuid in sorted(wanted - set(found)):  # a Restore's resource is Terminated, so not listed
+        def read(uuid: str) -> Any:
             try:
-                found[uuid] = self.waldur.resource(uuid)
+                return self.waldur.resource(uuid)
             except (WaldurHTTPError, WaldurUnavailable) as error:
-                if transient(error):
-                    if unanswered is None:
-                        raise
-                    unanswered.add(uuid)
-                    continue
-                log.warning("resource %s of an order could not be read: %s", uuid, error)
+                if transient(error) and unanswered is None:
+                    raise
+                return error
+
+        rest = sorted(wanted - set(found))  # a Restore's resource is Terminated, so not listed
+        for uuid, read_back in zip(rest, self.waldur.each(read, rest)):
+            if not isinstance(read_back, Exception):
+                found[uuid] = read_back
+            elif transient(read_back):
+                unanswered.add(uuid)  # type: ignore[union-attr]
+            else:
+                log.warning("resource %s of an order could not be read: %s", uuid, read_back)
         return found
 
     def specs(self, orders: Sequence[Mapping[str, Any]], result: BatchResult, dry_run: bool = False,
@@ -114,6 +120,13 @@ class OrderProcessor(OrderSteps):
             resources = self.resources_of(orders)
         specs: Dict[str, AllocationSpec] = {}
         teams = self._teams(orders)
+        listed = LISTED_TEAM_TYPES if teams is not None else ()
+
+        def team_read(order: Mapping[str, Any]) -> bool:  # read per resource, concurrently, before the loop
+            uuid = order.get("marketplace_resource_uuid")
+            return bool(uuid) and uuid not in unanswered and order.get("type") in ENSURE_TYPES and \
+                order.get("type") not in listed and (uuid in resources or order.get("type") == "Create")
+        read_teams = self._read_each([o for o in orders if team_read(o)], self.waldur.resource_team)
         for order in orders:
             resource_uuid = order.get("marketplace_resource_uuid") or ""
             try:
@@ -123,8 +136,9 @@ class OrderProcessor(OrderSteps):
                     raise OrderRejected(f"the order's resource {resource_uuid[:40]!r} could not be read from Waldur")
                 team = None
                 if order.get("type") in ENSURE_TYPES and resource_uuid:
-                    listed = teams is not None and order.get("type") in LISTED_TEAM_TYPES
-                    team = teams(order) if listed else self._step(order, self.waldur.resource_team, resource_uuid)
+                    team = teams(order) if order.get("type") in listed else read_teams[resource_uuid]  # type: ignore
+                    if isinstance(team, OrderDeferred):
+                        raise team
                 spec = allocation_spec(order_input(order, resources.get(resource_uuid), team), self.policy,
                                        self.components, self.cluster_tres())
                 for member, why in spec.skipped_users:
@@ -165,7 +179,7 @@ class OrderProcessor(OrderSteps):
         started = time.monotonic()
         result = BatchResult()
         picked = _one_per_resource(orders)
-        live = [o for o in (self._each(order, self._approved, result) for order in picked) if o]
+        live = [o for o in self._each_all(picked, self._approved, result) if o]
         if any(o.get("state") == "pending-provider" for o in picked):
             live = self._still_executing(live, result)
         unanswered: set = set()
@@ -195,8 +209,8 @@ class OrderProcessor(OrderSteps):
         without reading SLURM again (the plan only added), else None."""
         before = ActualState(tree)
         plan = plan_batch(list(specs.values()), before, self.policy)
-        for uuid, message in plan.errors.items():
-            self._each(by_uuid[uuid], lambda order, r: self._fail(order, message, r), result)
+        self._each_all([by_uuid[uuid] for uuid in plan.errors],
+                       lambda order, r: self._fail(order, plan.errors[order["uuid"]], r), result)
         applied = {uuid: account for uuid, account in plan.accounts.items()}
         held = self._bill_before_removal(applied, specs, resources, before)
         if held:  # their accounts stay: planned again without them (the same tree; nothing was written yet)
@@ -211,10 +225,8 @@ class OrderProcessor(OrderSteps):
             log.warning("a part of %d orders failed in SLURM (%s); retrying one order at a time", len(applied), error)
             applied = self._apply_one_by_one({u: specs[u] for u in applied}, by_uuid, result)
             after = None
-        for uuid, account in applied.items():
-            self._each(by_uuid[uuid], lambda order, r: self._finish(
-                order, account, r, specs[uuid], frozenset(before.users.get(account, ())),
-                resources.get(specs[uuid].resource_uuid) or {}), result)
+        self._finish_all(applied, by_uuid, specs, lambda account: frozenset(before.users.get(account, ())),
+                         resources, result)
         return after
 
     def _bill_before_removal(self, accounts: Mapping[str, str], specs: Mapping[str, AllocationSpec],

@@ -15,6 +15,7 @@ worker process) and, through a
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Optional, Protocol, Tuple
 
@@ -57,9 +58,16 @@ class GenerationTracker:
         self.forced = forced
         self.cache = cache
         self._known: Optional[Generation] = None
+        self._lock = threading.RLock()  # intents run on several threads: one probe, not one per thread
 
     def get(self, probe) -> Generation:
         """``probe()`` -> Generation asks the server; called only when nothing is known."""
+        if self._known:
+            return self._known
+        with self._lock:
+            return self._get(probe)
+
+    def _get(self, probe) -> Generation:
         if self._known:
             return self._known
         if self.forced in GENERATIONS:

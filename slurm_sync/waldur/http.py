@@ -11,12 +11,15 @@ the current one answers 400). Retries and unreachable requests are told to :data
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, List
+import threading
+from typing import Any, Callable, List, Optional
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 from waldur_client import WaldurClient, WaldurClientException
+
+from slurm_sync.waldur.concurrency import Limiter
 
 log = logging.getLogger(__name__)
 WaldurError = WaldurClientException  # every error a Waldur call raises, for callers that need not know the client
@@ -77,17 +80,52 @@ def unavailable_when_transient(function: Callable[..., Any], *args: Any) -> Any:
 
 
 class _BoundedRetry(Retry):
-    """urllib3's retry, with the server's Retry-After capped and every retry counted in the metrics."""
+    """urllib3's retry, with the server's Retry-After capped and every retry counted in the metrics; with a
+    :class:`~slurm_sync.waldur.concurrency.Limiter`, every answer retried is told to it (a Retry-After pauses
+    the whole deployment) and a retry waits out such a pause first."""
+
+    limiter: Optional[Limiter] = None
+
+    def new(self, **kw):  # type: ignore[override]
+        retry = super().new(**kw)
+        retry.limiter = self.limiter
+        return retry
 
     def get_retry_after(self, response):  # type: ignore[override]
         after = super().get_retry_after(response)
         return None if after is None else min(after, RETRY_AFTER_CAP)
 
     def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        if self.limiter is not None:
+            self.limiter.answered(response.status if response is not None else 0,
+                                  self.get_retry_after(response) if response is not None else None)
         retry = super().increment(method, url, response, error, _pool, _stacktrace)  # raises when spent
         _tell(retry_observers, method or "?", url or "", str(response.status) if response is not None
               else "unreachable")
         return retry
+
+    def sleep(self, response=None):  # type: ignore[override]
+        super().sleep(response)
+        if self.limiter is not None:
+            self.limiter.wait_pause()
+
+
+class _LimitedAdapter(HTTPAdapter):
+    """Every attempt of a request holds a slot of the deployment's limiter; a pool of as many kept-alive
+    connections as slots."""
+
+    def __init__(self, limiter: Limiter, retries: int):
+        retry = transient_retry(retries)
+        retry.limiter = limiter
+        self.limiter = limiter
+        super().__init__(max_retries=retry, pool_maxsize=limiter.maximum)
+
+    def send(self, request, *args, **kwargs):  # type: ignore[override]
+        with self.limiter.slot():
+            response = super().send(request, *args, **kwargs)
+        if response.status_code not in RETRIED_STATUSES:  # the retried ones were told by the retry
+            self.limiter.answered(response.status_code)
+        return response
 
 
 def transient_retry(attempts: int) -> Retry:
@@ -110,21 +148,28 @@ class SessionClient(WaldurClient):
     """python-waldur-client with one session, our SSL/timeout settings, transient answers retried close
     to the call (:func:`transient_retry`) and no 409 sleep-retry."""
 
-    def __init__(self, api_url: str, token: str, verify_ssl: bool, timeout: float, retries: int = 3):
+    def __init__(self, api_url: str, token: str, verify_ssl: bool, timeout: float, retries: int = 3,
+                 limiter: Optional[Limiter] = None):
         super().__init__(api_url, token, user_agent="slurm-sync")
         self.session = requests.Session()
-        adapter = HTTPAdapter(max_retries=transient_retry(retries))
+        self.limiter = limiter or Limiter(1)
+        adapter = _LimitedAdapter(self.limiter, retries)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update(self.headers)
         self.session.verify = verify_ssl
         self.timeout = timeout
         self.request_count = 0
+        self._count_lock = threading.Lock()
+
+    def _counted(self) -> None:
+        with self._count_lock:  # requests go out from several threads
+            self.request_count += 1
 
     def _make_request(self, method, url, valid_states, retry_count=3, prev_response_data=None, **kwargs):
         kwargs.pop("headers", None)
         kwargs.setdefault("timeout", self.timeout)
-        self.request_count += 1
+        self._counted()
         try:
             response = self.session.request(method.upper(), url, **kwargs)
         except requests.RequestException as error:
@@ -149,7 +194,7 @@ class SessionClient(WaldurClient):
         params = kwargs.get("params")
         result: List[Any] = []
         while url:
-            self.request_count += 1
+            self._counted()
             try:
                 response = self.session.get(url, params=params, timeout=self.timeout)
             except requests.RequestException as error:
