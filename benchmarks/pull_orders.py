@@ -56,7 +56,7 @@ def push_cycles(emu: WaldurEmulator, offering_uuid: str, env: dict) -> None:
     (associations, zero usage), the second is idle and should only read."""
     from slurm_sync.domain.components import load_components
     from slurm_sync.sync.push import UsageReporter
-    from slurm_sync.sync.reported_store import MemoryStore
+    from testkit.memory_stores import MemoryStore
     from slurm_sync.slurm.runner import NativeExecutor
     from slurm_sync.slurm.sacctmgr import SacctmgrClient
     from slurm_sync.waldur.api import WaldurAPI

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, List, Mapping, Optional, Sequence
 
 from slurm_sync.domain.desired import AllocationSpec
 from slurm_sync.waldur.allocation_report import report_allocation
@@ -66,35 +66,12 @@ class OrderSteps:
             self._defer(order, str(error), result)
         return None
 
-    def _each_all(self, orders: Sequence[Mapping[str, Any]],
-                  step: Callable[[Mapping[str, Any], BatchResult], Any], result: BatchResult) -> List[Any]:
+    def _each_all(self, orders: Sequence[Mapping[str, Any]], step: Callable[..., Any], result: BatchResult) -> list:
         """:meth:`_each` over many orders, concurrently between orders; values and outcomes in the orders' order."""
         parts = [BatchResult() for _ in orders]
         values = self.waldur.each(lambda pair: self._each(pair[0], step, pair[1]), list(zip(orders, parts)))
-        for part in parts:
-            result.outcomes.extend(part.outcomes)
+        result.outcomes.extend(outcome for part in parts for outcome in part.outcomes)
         return values
-
-    def _read_each(self, orders: Sequence[Mapping[str, Any]], call: Callable[[str], Any],
-                   key: str = "marketplace_resource_uuid") -> Dict[str, Any]:
-        """{order[key]: call(order[key])} read concurrently; a transient failure is kept as its
-        :class:`OrderDeferred` (the caller defers that order alone), a refusal is raised."""
-        def read(order: Mapping[str, Any]) -> Any:
-            try:
-                return self._step(order, call, order[key])
-            except OrderDeferred as deferred:
-                return deferred
-        return dict(zip((o[key] for o in orders), self.waldur.each(read, orders)))
-
-    def _finish_all(self, applied: Mapping[str, str], by_uuid: Mapping[str, Mapping[str, Any]], specs: Mapping[str, Any],
-                    users_before: Callable[[str], frozenset], resources: Mapping[str, Mapping[str, Any]],
-                    result: BatchResult) -> None:
-        """:meth:`_finish` of every applied order ({order uuid: account}), concurrently between orders."""
-        def finish(order: Mapping[str, Any], part: BatchResult) -> None:
-            uuid, account = order["uuid"], applied[order["uuid"]]
-            self._finish(order, account, part, specs[uuid], users_before(account),
-                         resources.get(specs[uuid].resource_uuid) or {})
-        self._each_all([by_uuid[uuid] for uuid in applied], finish, result)
 
     @staticmethod
     def _defer(order: Mapping[str, Any], why: str, result: BatchResult) -> None:

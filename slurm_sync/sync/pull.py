@@ -95,22 +95,16 @@ class OrderProcessor(OrderSteps):
         found: Dict[str, Dict[str, Any]] = {}
         if len(wanted) > 2:  # one listing of the offering's live resources serves a batch
             found = {r["uuid"]: r for r in self.waldur.resources(LIVE_RESOURCE_STATES) if r["uuid"] in wanted}
-        def read(uuid: str) -> Any:
+        for uuid in sorted(wanted - set(found)):  # a Restore's resource is Terminated, so not listed
             try:
-                return self.waldur.resource(uuid)
+                found[uuid] = self.waldur.resource(uuid)
             except (WaldurHTTPError, WaldurUnavailable) as error:
-                if transient(error) and unanswered is None:
-                    raise
-                return error
-
-        rest = sorted(wanted - set(found))  # a Restore's resource is Terminated, so not listed
-        for uuid, read_back in zip(rest, self.waldur.each(read, rest)):
-            if not isinstance(read_back, Exception):
-                found[uuid] = read_back
-            elif transient(read_back):
-                unanswered.add(uuid)  # type: ignore[union-attr]
-            else:
-                log.warning("resource %s of an order could not be read: %s", uuid, read_back)
+                if transient(error):
+                    if unanswered is None:
+                        raise
+                    unanswered.add(uuid)
+                    continue
+                log.warning("resource %s of an order could not be read: %s", uuid, error)
         return found
 
     def specs(self, orders: Sequence[Mapping[str, Any]], result: BatchResult, dry_run: bool = False,
@@ -120,13 +114,6 @@ class OrderProcessor(OrderSteps):
             resources = self.resources_of(orders)
         specs: Dict[str, AllocationSpec] = {}
         teams = self._teams(orders)
-        listed = LISTED_TEAM_TYPES if teams is not None else ()
-
-        def team_read(order: Mapping[str, Any]) -> bool:  # read per resource, concurrently, before the loop
-            uuid = order.get("marketplace_resource_uuid")
-            return bool(uuid) and uuid not in unanswered and order.get("type") in ENSURE_TYPES and \
-                order.get("type") not in listed and (uuid in resources or order.get("type") == "Create")
-        read_teams = self._read_each([o for o in orders if team_read(o)], self.waldur.resource_team)
         for order in orders:
             resource_uuid = order.get("marketplace_resource_uuid") or ""
             try:
@@ -136,9 +123,8 @@ class OrderProcessor(OrderSteps):
                     raise OrderRejected(f"the order's resource {resource_uuid[:40]!r} could not be read from Waldur")
                 team = None
                 if order.get("type") in ENSURE_TYPES and resource_uuid:
-                    team = teams(order) if order.get("type") in listed else read_teams[resource_uuid]  # type: ignore
-                    if isinstance(team, OrderDeferred):
-                        raise team
+                    listed = teams is not None and order.get("type") in LISTED_TEAM_TYPES
+                    team = teams(order) if listed else self._step(order, self.waldur.resource_team, resource_uuid)
                 spec = allocation_spec(order_input(order, resources.get(resource_uuid), team), self.policy,
                                        self.components, self.cluster_tres())
                 for member, why in spec.skipped_users:
@@ -225,8 +211,11 @@ class OrderProcessor(OrderSteps):
             log.warning("a part of %d orders failed in SLURM (%s); retrying one order at a time", len(applied), error)
             applied = self._apply_one_by_one({u: specs[u] for u in applied}, by_uuid, result)
             after = None
-        self._finish_all(applied, by_uuid, specs, lambda account: frozenset(before.users.get(account, ())),
-                         resources, result)
+        def finish(order: Mapping[str, Any], part: BatchResult) -> None:
+            spec, account = specs[order["uuid"]], applied[order["uuid"]]
+            self._finish(order, account, part, spec, frozenset(before.users.get(account, ())),
+                         resources.get(spec.resource_uuid) or {})
+        self._each_all([by_uuid[uuid] for uuid in applied], finish, result)
         return after
 
     def _bill_before_removal(self, accounts: Mapping[str, str], specs: Mapping[str, AllocationSpec],

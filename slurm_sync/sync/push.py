@@ -31,7 +31,7 @@ from slurm_sync.domain.drift import differences
 from slurm_sync.slurm.sdiag import accounting_complete_at
 from slurm_sync.sync.month_usage import LedgerStore, MonthUsage
 from slurm_sync.sync.reported_store import ReportedStore
-from slurm_sync.sync.usage_posts import Month, PushResult, UsagePosts, billing_date  # noqa: F401 - re-exported
+from slurm_sync.sync.usage_posts import Month, PushResult, UsagePosts  # noqa: F401 - PushResult re-exported
 from slurm_sync.waldur.api import WaldurAPI, WaldurHTTPError, WaldurUnavailable
 
 log = logging.getLogger(__name__)
@@ -175,15 +175,14 @@ class UsageReporter(UsagePosts):
         diff = differences(present, actual, self.components, shown)
         for resource, limits in diff.limits.items():
             log.info("resource %s: limits in SLURM differ from Waldur's; sending %s", resource, limits)
-        posts = [("limit_posts", self.waldur.set_resource_limits, resource, limits)
+        posts = [(self.waldur.set_resource_limits, resource, limits, "limit_posts")
                  for resource, limits in diff.limits.items()]
-        posts += [("association_posts", self.waldur.create_association, resource, user) for resource, user in diff.add]
-        posts += [("association_posts", self.waldur.delete_association, resource, user)
-                  for resource, user in diff.remove]
-        # each post is one resource's and independent of the others: together, as many at a time as allowed
-        for (counter, *_), sent in zip(posts, self.waldur.each(lambda post: self._call(*post[1:]), posts)):
-            if sent:
-                setattr(result, counter, getattr(result, counter) + 1)
+        posts += [(call, resource, user, "association_posts") for call, pairs in (
+            (self.waldur.create_association, diff.add), (self.waldur.delete_association, diff.remove))
+            for resource, user in pairs]
+        # each post is one resource's, independent of the others: together, as many at a time as allowed
+        for post, sent in zip(posts, self.waldur.each(lambda post: self._call(*post[:3]), posts)):
+            result.add(post[3], sent)
 
     @staticmethod
     def _call(function, *args) -> bool:

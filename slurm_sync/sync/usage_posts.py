@@ -2,12 +2,12 @@
 
 The resources of a cycle are posted concurrently (``WaldurAPI.each``: as many at a time as
 SLURM_SYNC_WALDUR_CONCURRENCY lets through); each resource's own calls stay in their order (its totals
-before its per-user amounts), and each keeps its own :class:`PushResult` part, merged in order.
+before its per-user amounts).
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,6 +19,7 @@ from slurm_sync.waldur.api import WaldurHTTPError
 
 log = logging.getLogger(__name__)
 Month = Tuple[int, int]
+_counting = threading.Lock()
 
 
 @dataclass
@@ -40,17 +41,10 @@ class PushResult:
     not_accepted: Dict[str, Tuple[bool, str]] = field(default_factory=dict)
     waldur_requests: int = 0
 
-    def absorb(self, part: "PushResult") -> None:
-        """Add what one resource's part of a cycle did (counts added, notes appended, first answers kept)."""
-        for each in dataclasses.fields(self):
-            mine, theirs = getattr(self, each.name), getattr(part, each.name)
-            if isinstance(mine, int):
-                setattr(self, each.name, mine + theirs)
-            elif isinstance(mine, list):
-                mine.extend(theirs)
-            elif isinstance(mine, dict):
-                for key, value in theirs.items():
-                    mine.setdefault(key, value)
+    def add(self, counter: str, count: int) -> None:
+        """A count from one of the resources posted concurrently (their notes are appended whole, atomically)."""
+        with _counting:
+            setattr(self, counter, getattr(self, counter) + count)
 
 
 def billing_date(month: Month) -> str:
@@ -87,39 +81,30 @@ class UsagePosts:
         result.jobs += read.rows
         if read.recount:
             result.recounted.append(month)
-        eligible = [(a, r) for a, r in sorted(present.items()) if r.get("state") in ("OK", "Updating", "Terminating")]
+        eligible = [a for a, r in sorted(present.items()) if r.get("state") in ("OK", "Updating", "Terminating")]
 
-        def totals_of(item: Tuple[str, Dict[str, Any]]) -> Tuple[PushResult, Optional[tuple]]:
-            account, resource = item
-            part = PushResult()
+        def totals_of(account: str) -> Optional[tuple]:
+            uuid = present[account]["uuid"]
             totals = {t: to_wire(report.totals.get(account, {}).get(t, Decimal(0))) for t in self.usage_types}
             users = {user: {t: to_wire(amounts.get(t, Decimal(0))) for t in self.usage_types}
                      for user, amounts in report.per_user.get(account, {}).items()}
-            with self._refused(resource["uuid"], account, month, totals, part):
-                users_to_send, sent = self._send_totals(resource["uuid"], month, closed, totals, users, part)
-                if users_to_send:
-                    return part, (account, resource["uuid"], totals, users, users_to_send, sent)
-            return part, None
+            with self._refused(uuid, account, month, totals, result):
+                changed_users, sent = self._send_totals(uuid, month, closed, totals, users, result)
+                return (account, uuid, totals, users, changed_users, sent) if changed_users else None
+            # refused (logged): None
 
-        pending = []
-        for part, waiting in self.waldur.each(totals_of, eligible):
-            result.absorb(part)
-            if waiting:
-                pending.append(waiting)
+        # each resource's calls in their order (totals before per-user amounts); the resources together
+        pending = [waiting for waiting in self.waldur.each(totals_of, eligible) if waiting]
         if not pending:
             return
         ids = self.waldur.component_usage_ids(f"{month[0]}-{month[1]:02d}-01")
 
-        def users_of(item: tuple) -> PushResult:
+        def users_of(item: tuple) -> None:
             account, uuid, totals, users, changed_users, sent = item
-            part = PushResult()
-            with self._refused(uuid, account, month, totals, part):
+            with self._refused(uuid, account, month, totals, result):
                 self._send_users(uuid, month, closed, users, changed_users, ids.get(uuid.replace("-", ""), {}),
-                                 sent, part)
-            return part
-
-        for part in self.waldur.each(users_of, pending):
-            result.absorb(part)
+                                 sent, result)
+        self.waldur.each(users_of, pending)
 
     @contextmanager
     def _refused(self, resource: str, account: str, month: Month, totals: Mapping[str, str], result: PushResult):
@@ -159,7 +144,7 @@ class UsagePosts:
                 self._unreportable(resource, month, changed, sent_totals, result)
             else:
                 self.waldur.set_usage(resource, billing_date(month), changed)
-                result.usage_posts += 1
+                result.add("usage_posts", 1)
             sent_totals.update(changed)
             # recorded at once: a per-user post refused later must not make these totals look unsent
             self.store.put(resource, month, sent_totals, sent_users)
@@ -179,7 +164,7 @@ class UsagePosts:
                 continue  # no component usage to hang user usage on yet (total never posted)
             # the current line replaces the whole list; 7.0 takes one user per call: only the changed ones
             send = {u: v[t] for u, v in users.items()} if self.waldur.files_usage_by_date else per_user
-            result.user_usage_posts += self.waldur.set_user_usages(by_type[t], send)
+            result.add("user_usage_posts", self.waldur.set_user_usages(by_type[t], send))
             for user in per_user:
                 sent_users.setdefault(user, {})[t] = per_user[user]
             self.store.put(resource, month, sent_totals, sent_users)

@@ -1,5 +1,5 @@
-"""Bounded concurrency for Waldur calls: one limiter per deployment (API URL) and process, and an executor
-that runs a list of intents through it.
+"""Bounded concurrency for Waldur calls: one limiter per deployment (API URL) and process, and :func:`run_each`,
+which runs one intent over many items through it.
 
 Waldur is a round trip away (20-150 ms over HTTPS): a batch's calls that do not depend on each other go
 out together, at most ``SLURM_SYNC_WALDUR_CONCURRENCY`` at a time, and the server is kept from harm:
@@ -12,48 +12,37 @@ out together, at most ``SLURM_SYNC_WALDUR_CONCURRENCY`` at a time, and the serve
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Iterable, Iterator, List, Optional
 
-T = TypeVar("T")
-R = TypeVar("R")
-PAUSE_CAP = 30.0  # seconds: as the retries' own cap on Retry-After
 
 
 class Limiter:
-    """In-flight slots with a limit that shrinks on bursts of server errors and grows back, and a pause that a
-    Retry-After sets for everyone."""
+    """In-flight slots under a limit that shrinks on bursts of server errors and grows back, and a pause that
+    one Retry-After sets for every call."""
 
     BURST, WINDOW = 3, 10
 
-    def __init__(self, maximum: int, clock: Callable[[], float] = time.monotonic):
-        if maximum < 1:
-            raise ValueError("the concurrency is at least 1")
-        self.maximum = self.limit = maximum
-        self.clock = clock
-        self.in_flight = self.max_in_flight = 0
-        self.paused_until = 0.0
-        self.shrinks = self.grows = self.pauses = 0
+    def __init__(self, maximum: int):
+        self.maximum = self.limit = max(1, maximum)
+        self.in_flight = self.max_in_flight = self.shrinks = self.grows = self._good_run = 0
+        self.paused_until = 0.0  # time.monotonic() before which no attempt goes out
         self._recent: deque = deque(maxlen=self.WINDOW)  # True: a server error or no answer
-        self._good_run = 0
         self._cond = threading.Condition()
 
     @contextmanager
     def slot(self) -> Iterator[None]:
         """Hold one in-flight slot: waits for a free one under the current limit and for any pause."""
         with self._cond:
-            while True:
-                wait = self.paused_until - self.clock()
-                if wait <= 0 and self.in_flight < self.limit:
-                    break
-                self._cond.wait(timeout=wait if wait > 0 else None)
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            while self.in_flight >= self.limit or self.paused_until > time.monotonic():
+                self._cond.wait(timeout=max(0.0, self.paused_until - time.monotonic()) or None)
+            self.in_flight, self.max_in_flight = self.in_flight + 1, max(self.max_in_flight, self.in_flight + 1)
         try:
             yield
         finally:
@@ -62,96 +51,43 @@ class Limiter:
                 self._cond.notify_all()
 
     def answered(self, status: int, retry_after: Optional[float] = None) -> None:
-        """One answer (status 0: none came). A 429/503's Retry-After pauses everyone; errors may shrink the
-        limit, good answers grow it back."""
+        """One answer (status 0: none came): a 429/503's Retry-After pauses everyone, a burst of errors halves
+        the limit, a run of good answers grows it by one."""
         with self._cond:
-            if retry_after and status in (429, 503):
-                self.paused_until = max(self.paused_until, self.clock() + min(float(retry_after), PAUSE_CAP))
-                self.pauses += 1
-            failed = status == 0 or status == 429 or status >= 500
+            if retry_after and status in (429, 503):  # the server asks the whole deployment to slow down (capped)
+                self.paused_until = max(self.paused_until, time.monotonic() + float(retry_after))
+            failed = status in (0, 429) or status >= 500
             self._recent.append(failed)
-            if failed:
-                self._good_run = 0
-                if sum(self._recent) >= self.BURST and self.limit > 1:
-                    self.limit = max(1, self.limit // 2)
-                    self.shrinks += 1
-                    self._recent.clear()
-                return
-            self._good_run += 1
-            if self.limit < self.maximum and self._good_run >= self.limit:
-                self.limit += 1
-                self.grows += 1
-                self._good_run = 0
+            self._good_run = 0 if failed else self._good_run + 1
+            if failed and sum(self._recent) >= self.BURST and self.limit > 1:
+                self.limit, self.shrinks = self.limit // 2, self.shrinks + 1
+                self._recent.clear()
+            elif not failed and self.limit < self.maximum and self._good_run >= self.limit:
+                self.limit, self.grows, self._good_run = self.limit + 1, self.grows + 1, 0
                 self._cond.notify_all()
 
-    def wait_pause(self, sleep: Callable[[float], None] = time.sleep) -> None:
+    def wait_pause(self) -> None:
         """Before a retry: wait out a pause some answer to this deployment asked for."""
-        while True:
-            with self._cond:
-                wait = self.paused_until - self.clock()
-            if wait <= 0:
-                return
-            sleep(wait)
+        while self.paused_until > time.monotonic():
+            time.sleep(self.paused_until - time.monotonic())
 
 
-_limiters: Dict[Tuple[str, int], Limiter] = {}
-_limiters_pid = os.getpid()
-_limiters_lock = threading.Lock()
+@functools.lru_cache(maxsize=None)
+def _limiter(pid: int, api_url: str, maximum: int) -> Limiter:
+    return Limiter(maximum)
 
 
 def limiter_for(api_url: str, maximum: int) -> Limiter:
-    """The process's limiter of one deployment (a forked child gets fresh ones)."""
-    global _limiters_pid
-    with _limiters_lock:
-        if _limiters_pid != os.getpid():
-            _limiters.clear()
-            _limiters_pid = os.getpid()
-        key = (api_url, maximum)
-        if key not in _limiters:
-            _limiters[key] = Limiter(maximum)
-        return _limiters[key]
+    """The process's limiter of one deployment (a forked child gets its own)."""
+    return _limiter(os.getpid(), api_url, maximum)
 
 
-class CallRunner:
-    """Runs one function over many items on at most ``size`` threads, results in the items' order. The first
-    error is raised once every call has finished (none is left running behind the caller's back). A call
-    made from one of its own threads runs the items one after another (no pool waits on itself)."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self._pool: Optional[ThreadPoolExecutor] = None
-        self._pid = 0
-        self._lock = threading.Lock()
-        self._inside = threading.local()
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._pool is None or self._pid != os.getpid():  # threads do not survive a fork
-                self._pool = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix="waldur")
-                self._pid = os.getpid()
-            return self._pool
-
-    def map(self, function: Callable[[T], R], items: Iterable[T]) -> List[R]:
-        items = list(items)
-        if self.size <= 1 or len(items) <= 1 or getattr(self._inside, "active", False):
-            return [function(item) for item in items]
-
-        def run(item: T) -> R:
-            self._inside.active = True
-            try:
-                return function(item)
-            finally:
-                self._inside.active = False
-
-        futures = [self._executor().submit(run, item) for item in items]
-        results: List[R] = []
-        error: Optional[BaseException] = None
-        for future in futures:
-            try:
-                results.append(future.result())
-            except BaseException as failed:  # noqa: BLE001 - raised below, after the others finished
-                error = error or failed
-                results.append(None)  # type: ignore[arg-type]
-        if error is not None:
-            raise error
-        return results
+def run_each(size: int, function: Callable[[Any], Any], items: Iterable[Any]) -> List[Any]:
+    """``function`` over ``items`` on at most ``size`` threads, results in the items' order; the first error
+    is raised once every call has finished (none is left running behind the caller's back)."""
+    items = list(items)
+    if size <= 1 or len(items) <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(size, len(items)), thread_name_prefix="waldur") as pool:
+        futures = [pool.submit(function, item) for item in items]
+    return [future.result() for future in futures]

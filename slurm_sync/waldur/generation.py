@@ -62,22 +62,17 @@ class GenerationTracker:
 
     def get(self, probe) -> Generation:
         """``probe()`` -> Generation asks the server; called only when nothing is known."""
-        if self._known:
-            return self._known
         with self._lock:
-            return self._get(probe)
-
-    def _get(self, probe) -> Generation:
-        if self._known:
-            return self._known
-        if self.forced in GENERATIONS:
-            self._known = Generation(self.forced, "forced by WALDUR_API_COMPAT")
-            return self._known
-        hit = self.cache.get(self.api_url) if self.cache else None
-        if hit:
-            self._known = Generation(*hit)
-            return self._known
-        return self.learn(probe())
+            if self._known:
+                return self._known
+            if self.forced in GENERATIONS:
+                self._known = Generation(self.forced, "forced by WALDUR_API_COMPAT")
+                return self._known
+            hit = self.cache.get(self.api_url) if self.cache else None
+            if hit:
+                self._known = Generation(*hit)
+                return self._known
+            return self.learn(probe())
 
     def learn(self, generation: Generation) -> Generation:
         if self.forced in GENERATIONS:
