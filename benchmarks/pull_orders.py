@@ -73,6 +73,17 @@ def push_cycles(emu: WaldurEmulator, offering_uuid: str, env: dict, concurrency:
               f"sacct calls {result.sacct_calls}, at most {emu.log.max_in_flight} in flight")
 
 
+def timeline(records) -> str:
+    """When the first request came, the approvals, the gap (SLURM) and the completions ran, from the request log."""
+    start = min(r.arrived for r in records)
+    spans = []
+    for name in ("approve_by_provider", "set_backend_id", "set_state_done"):
+        mine = [r for r in records if r.path.endswith(name + "/")]
+        if mine:
+            spans.append(f"{name} {min(r.arrived for r in mine) - start:.1f}-{max(r.answered for r in mine) - start:.1f} s")
+    return ", ".join(spans) + f" (from the first request, {len(records)} requests)"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=200)
@@ -121,6 +132,7 @@ def main() -> int:
         print(f"sacctmgr processes: {calls.processes}, writes (-i): {calls.writes}, {calls.seconds:.2f} s in sacctmgr")
         print(f"Waldur requests: {requests} ({requests / len(orders):.2f} per order), "
               f"at most {emu.log.max_in_flight} in flight")
+        print("timeline: " + timeline(emu.requests))
 
         calls.reset()
         before = len(emu.requests)
