@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import pickle
 import pwd
 import random
 import resource
@@ -168,19 +169,46 @@ def peak_rss_mib() -> float:
     return float("nan")
 
 
+def in_child(function):
+    """``function()`` in a forked child, its value sent back pickled. The Waldur emulator stays in this process: a
+    real Waldur is another process, and client and server threads sharing one interpreter lock would measure that
+    lock, not the client. The child's Redis connections are its own (redis-py reconnects after a fork)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            payload = pickle.dumps(function())
+        except BaseException as error:  # noqa: BLE001 - handed to the parent
+            payload = pickle.dumps(RuntimeError(repr(error)))
+        with os.fdopen(write, "wb") as out:
+            out.write(payload)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as answer:
+        value = pickle.loads(answer.read())
+    os.waitpid(pid, 0)
+    if isinstance(value, BaseException):
+        raise value
+    return value
+
+
 def cycle(name, reporter, commands, emu, now=None):
-    commands.take()
     emu.log.clear()
-    peak_rss_reset()
-    started = time.monotonic()
-    result = reporter.run(now=now)
-    seconds = time.monotonic() - started
-    slurm = commands.take()
+
+    def run_cycle():
+        commands.take()
+        peak_rss_reset()
+        started = time.monotonic()
+        result = reporter.run(now=now)
+        return (time.monotonic() - started, result, commands.take(), peak_rss_mib(),
+                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+
+    seconds, result, slurm, peak, sacct_peak = in_child(run_cycle)
     print(f"{name:12} {seconds:7.2f} s | " + " ".join(f"{k} {v:5.2f} s" for k, v in sorted(slurm.items()))
           + f" | rows {result.jobs:>8} | Waldur requests {result.waldur_requests:>5} (usage posts {result.usage_posts},"
-          f" per-user posts {result.user_usage_posts}, at most {emu.log.max_in_flight} in flight) | recount {'yes' if result.recounted else 'no '} | peak RSS "
-          f"{peak_rss_mib():4.0f} MiB (sacct's so far {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f}"
-          " MiB)", flush=True)
+          f" per-user posts {result.user_usage_posts}, at most {emu.log.max_in_flight} in flight) | recount "
+          f"{'yes' if result.recounted else 'no '} | peak RSS {peak:4.0f} MiB (sacct's {sacct_peak:.0f} MiB)", flush=True)
     return seconds
 
 
