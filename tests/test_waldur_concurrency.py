@@ -196,3 +196,16 @@ def test_order_steps_stay_in_order_under_concurrency_and_a_duplicate_does_nothin
     for order in orders:
         assert sum(c.status == 200 for c in calls_of(waldur, order) if "approve" in c.path) == 1
         assert waldur.get_order(order["uuid"])["state"] == "done"
+
+
+def test_the_setting_reaches_the_worker_api_and_its_connection_pool():
+    from slurm_sync.settings import load_settings
+    from slurm_sync.wiring import waldur_api
+    settings = load_settings({"WALDUR_API_URL": "https://waldur.example.com/api/", "WALDUR_API_TOKEN": "t" * 16,
+                              "WALDUR_OFFERING_UUID": "a" * 32, "SLURM_TRES_CONFIG_PATH": "config-components.yaml",
+                              "SLURM_SYNC_WALDUR_CONCURRENCY": "5"})
+    api = waldur_api(settings)
+    assert api.limiter.maximum == 5
+    adapter = api.client.session.get_adapter("https://waldur.example.com/api/")
+    assert adapter._pool_maxsize == 5  # as many kept-alive connections as calls in flight
+    assert adapter.max_retries.limiter is api.limiter  # a retry waits out the deployment's pauses
