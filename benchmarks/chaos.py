@@ -113,6 +113,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2000, help="job rows in the usage month")
     parser.add_argument("--poll", type=float, default=15.0, help="SLURM_SYNC_POLL_INTERVAL")
     parser.add_argument("--dead-worker", action="store_true", help="measure a takeover by another node instead")
+    parser.add_argument("--concurrency", type=int, default=8, help="SLURM_SYNC_WALDUR_CONCURRENCY (1: one call at a time)")
     args = parser.parse_args()
     if "SLURM_CONF" not in os.environ:
         print('run `eval "$(python -m testkit testbed env)"` first', file=sys.stderr)
@@ -129,7 +130,8 @@ def main() -> int:
                            SLURM_DEFAULT_ACCOUNT=parent, SLURM_CUSTOMER_PREFIX="xc_", SLURM_PROJECT_PREFIX="xp_",
                            SLURM_ALLOCATION_PREFIX="xa_", SLURM_TRES_CONFIG_PATH=str(components),
                            CELERY_BROKER_URL=redis_url, REDIS_URL=redis_url,
-                           SLURM_SYNC_POLL_INTERVAL=str(args.poll), SLURM_SYNC_USAGE_INTERVAL="20")
+                           SLURM_SYNC_POLL_INTERVAL=str(args.poll), SLURM_SYNC_USAGE_INTERVAL="20",
+                           SLURM_SYNC_WALDUR_CONCURRENCY=str(args.concurrency))
     from tests.plugins.slurm_bed import ensure_unix_user
     for login in LOGINS:
         ensure_unix_user(login)
@@ -189,7 +191,8 @@ def main() -> int:
         expected = args.creates + args.updates
         print(f"orders: {len(orders)} ({args.creates} Create, {args.updates} Update, {args.terminates} Terminate); "
               f"faults: {args.error_rate:.0%} 5xx (half after the work), {args.drop_rate:.0%} dropped, "
-              f"{args.latency * 1000:.0f} ms latency, worker SIGKILL every {args.kill_every:.0f} s")
+              f"{args.latency * 1000:.0f} ms latency, worker SIGKILL every {args.kill_every:.0f} s; Waldur "
+              f"concurrency {args.concurrency}, at most {emu.log.max_in_flight} calls in flight")
         print(f"done while the faults lasted: {done_in_faults}/{len(orders)} "
               f"({done_in_faults / len(orders):.0%}) in {fault_seconds:.0f} s; kills survived: {kills}")
         print(f"after the faults stopped: all orders final in {after:.1f} s, usage right in {usage_after:.1f} s")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import pickle
 import pwd
 import random
 import resource
@@ -176,18 +177,46 @@ def peak_rss_mib() -> float:
     return float("nan")
 
 
-def cycle(name, reporter, commands, now=None):
-    commands.take()
-    peak_rss_reset()
-    started = time.monotonic()
-    result = reporter.run(now=now)
-    seconds = time.monotonic() - started
-    slurm = commands.take()
+def in_child(function):
+    """``function()`` in a forked child, its value sent back pickled. The Waldur emulator stays in this process: a
+    real Waldur is another process, and client and server threads sharing one interpreter lock would measure that
+    lock, not the client. The child's Redis connections are its own (redis-py reconnects after a fork)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            payload = pickle.dumps(function())
+        except BaseException as error:  # noqa: BLE001 - handed to the parent
+            payload = pickle.dumps(RuntimeError(repr(error)))
+        with os.fdopen(write, "wb") as out:
+            out.write(payload)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as answer:
+        value = pickle.loads(answer.read())
+    os.waitpid(pid, 0)
+    if isinstance(value, BaseException):
+        raise value
+    return value
+
+
+def cycle(name, reporter, commands, emu, now=None):
+    emu.log.clear()
+
+    def run_cycle():
+        commands.take()
+        peak_rss_reset()
+        started = time.monotonic()
+        result = reporter.run(now=now)
+        return (time.monotonic() - started, result, commands.take(), peak_rss_mib(),
+                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+
+    seconds, result, slurm, peak, sacct_peak = in_child(run_cycle)
     print(f"{name:12} {seconds:7.2f} s | " + " ".join(f"{k} {v:5.2f} s" for k, v in sorted(slurm.items()))
           + f" | rows {result.jobs:>8} | Waldur requests {result.waldur_requests:>5} (usage posts {result.usage_posts},"
-          f" per-user posts {result.user_usage_posts}) | recount {'yes' if result.recounted else 'no '} | peak RSS "
-          f"{peak_rss_mib():4.0f} MiB (sacct's so far {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f}"
-          " MiB)", flush=True)
+          f" per-user posts {result.user_usage_posts}, at most {emu.log.max_in_flight} in flight) | recount "
+          f"{'yes' if result.recounted else 'no '} | peak RSS {peak:4.0f} MiB (sacct's {sacct_peak:.0f} MiB)", flush=True)
     return seconds
 
 
@@ -226,17 +255,19 @@ def run(args, work: Path) -> int:
                      for a in sorted(teams)}
         keys, client_redis = RedisKeys(offering["uuid"]), redis.Redis.from_url(url)
         commands = CommandSeconds()
-        reporter = UsageReporter(WaldurAPI(emu.url, "bench", offering["uuid"]), client, COMPONENTS,
+        reporter = UsageReporter(WaldurAPI(emu.url, "bench", offering["uuid"], concurrency=args.concurrency), client, COMPONENTS,
                                  RedisReportedStore(client_redis, keys), lines=PopenLines(timeout=3600),
                                  ledger=RedisUsageLedger(client_redis, keys))
-        cycle("cold", reporter, commands)
-        cycle("idle", reporter, commands)
-        cycle("idle", reporter, commands)
+        if args.latency_ms:
+            emu.faults.latency(args.latency_ms / 1000)
+        cycle("cold", reporter, commands, emu)
+        cycle("idle", reporter, commands, emu)
+        cycle("idle", reporter, commands, emu)
         fresh = make_rows(teams, args.new, table.next_job_id(), datetime.now(UTC) - timedelta(minutes=4),
                           datetime.now(UTC) - timedelta(seconds=30), seed=-1)
         table.insert(fresh)
         truth.add(fresh)
-        cycle("incremental", reporter, commands)
+        cycle("incremental", reporter, commands, emu)
         leaving = {a: emu.get_resource(resources[a]["uuid"]) for a in sorted(teams)[:10]}
         commands.take()
         started = time.monotonic()
@@ -249,7 +280,7 @@ def run(args, work: Path) -> int:
                                      datetime.now(UTC), {}, None, mode="whole")
         print(f"{'  whole':12} {time.monotonic() - started:7.2f} s | rows {whole.rows:>8} | the same 10 read over "
               "their whole month (as before the ledger)", flush=True)
-        cycle("recount", reporter, commands, now=datetime.now(UTC) + timedelta(hours=25))
+        cycle("recount", reporter, commands, emu, now=datetime.now(UTC) + timedelta(hours=25))
         differs = compare(emu, resources, truth, month_start.date().isoformat())
         print(f"Waldur equals the rows' ground truth ({len(truth.totals)} totals, {len(truth.users)} user cells): "
               f"{'yes' if not differs else 'NO: ' + differs}", flush=True)
@@ -264,12 +295,16 @@ def main() -> int:
     parser.add_argument("--allocations", type=int, default=1000)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--new", type=int, default=10_000, help="jobs that end between the idle and the next cycle")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every Waldur request (the emulator's "
+                        "latency fault): a remote Waldur")
+    parser.add_argument("--concurrency", type=int, default=8, help="SLURM_SYNC_WALDUR_CONCURRENCY")
+    parser.add_argument("--slurm-port-base", type=int, default=6917, help="the private bed's ports")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root: it brings up a private SLURM bed", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="slurm-sync-push-"))
-    with private_bed("pushbench"):
+    with private_bed("pushbench", port_base=args.slurm_port_base):
         return run(args, work)
 
 

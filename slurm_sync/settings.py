@@ -70,6 +70,7 @@ class Settings:
     metrics_addr: str = "127.0.0.1"  # the address /metrics binds to
     log_format: str = "text"
     batch_size: int = 5000
+    waldur_concurrency: int = 8  # Waldur calls of a batch or push cycle in flight at once, per process
     order_lock_ttl: int = 40
     visibility_timeout: int = 3600
     restore_interval: int = 10
@@ -228,6 +229,7 @@ VARIABLES: Dict[str, Tuple[str, Callable[[str], object]]] = {
     "SLURM_SYNC_METRICS_ADDR": ("metrics_addr", _ip_address),
     "SLURM_SYNC_LOG_FORMAT": ("log_format", _choice("text", "json")),
     "SLURM_SYNC_BATCH_SIZE": ("batch_size", _int_between(1, 10000)),
+    "SLURM_SYNC_WALDUR_CONCURRENCY": ("waldur_concurrency", _int_between(1, 64)),
     "SLURM_SYNC_ORDER_LOCK_TTL": ("order_lock_ttl", _int_between(1, 86400)),
     "SLURM_SYNC_VISIBILITY_TIMEOUT": ("visibility_timeout", _int_between(1, 7 * 86400)),
     "SLURM_SYNC_RESTORE_INTERVAL": ("restore_interval", _int_between(1, 3600)),

@@ -45,7 +45,7 @@ def waldur_api(settings: Settings, generation_cache: Optional[GenerationCache] =
                timeout: float = 30.0) -> WaldurAPI:
     api = WaldurAPI(settings.waldur_api_url, settings.waldur_api_token, settings.waldur_offering_uuid,
                     verify_ssl=settings.requests_verify_ssl, timeout=timeout, compat=settings.waldur_api_compat,
-                    generation_cache=generation_cache)
+                    generation_cache=generation_cache, concurrency=settings.waldur_concurrency)
     api.client.session.hooks["response"].append(metrics.waldur_response_hook)  # Waldur request metrics
     return api
 

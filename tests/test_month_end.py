@@ -16,9 +16,9 @@ import pytest
 from slurm_sync.domain.months import month_window
 from slurm_sync.slurm.runner import NativeExecutor
 from slurm_sync.slurm.sacctmgr import SacctmgrClient
-from slurm_sync.sync.month_usage import MemoryLedger
+from testkit.memory_stores import MemoryLedger
 from slurm_sync.sync.push import UsageReporter
-from slurm_sync.sync.reported_store import MemoryStore
+from testkit.memory_stores import MemoryStore
 from slurm_sync.waldur.api import WaldurAPI
 
 from tests.plugins.slurm_bed import mark_ours

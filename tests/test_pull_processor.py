@@ -204,7 +204,7 @@ def test_terminate_posts_the_final_usage_before_the_account_goes(waldur, slurm_s
     import subprocess
     from decimal import Decimal
     from slurm_sync.sync.push import UsageReporter
-    from slurm_sync.sync.reported_store import MemoryStore
+    from testkit.memory_stores import MemoryStore
     from tests.plugins.slurm_bed import ensure_unix_user
     from tests.test_sacct import _wait_done
     yaml_text = "cpu: {accounting_type: usage, measured_unit: cpu-minutes, label: CPU, unit_factor: 1}\n"
@@ -257,7 +257,7 @@ def test_a_terminate_whose_final_usage_waldur_did_not_take_keeps_the_account(wal
     once Waldur takes the usage, the Terminate goes through. A 400 errs the order with the server's answer and
     the account stays: what was not billed before the removal could never be read again."""
     from slurm_sync.sync.push import UsageReporter
-    from slurm_sync.sync.reported_store import MemoryStore
+    from testkit.memory_stores import MemoryStore
     components = parse_components(yaml.safe_load(COMPONENTS_YAML))
     tag = slurm_sandbox[1:5]
     policy = NamingPolicy(f"{slurm_sandbox}w", f"c{tag}_", f"p{tag}_", f"a{tag}_", 34)

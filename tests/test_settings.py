@@ -30,6 +30,7 @@ def test_defaults_and_types():
     assert s.slurm_deployment_type == "native"
     assert s.requests_verify_ssl is True
     assert isinstance(s.slurm_allocation_name_max_len, int)
+    assert s.waldur_concurrency == 8 and settings(SLURM_SYNC_WALDUR_CONCURRENCY="3").waldur_concurrency == 3
 
 
 @pytest.mark.parametrize("word,value", [("yes", True), ("TRUE", True), ("1", True), ("on", True),
@@ -48,6 +49,8 @@ def test_booleans_accept_usual_spellings(word, value):
     ("SLURM_DEPLOYMENT_TYPE", "k8s", "native | docker"),
     ("SLURM_ALLOCATION_NAME_MAX_LEN", "twenty", "whole number"),
     ("SLURM_ALLOCATION_NAME_MAX_LEN", "3", "whole number from 8 to 64"),
+    ("SLURM_SYNC_WALDUR_CONCURRENCY", "0", "whole number from 1 to 64"),
+    ("SLURM_SYNC_WALDUR_CONCURRENCY", "eight", "whole number from 1 to 64"),
     ("SLURM_CUSTOMER_PREFIX", "Bad;Prefix", "a-z, 0-9"),
     ("SLURM_PROJECT_PREFIX", "$(x)", "a-z, 0-9"),
     ("SLURM_ALLOCATION_PREFIX", "a b", "a-z, 0-9"),

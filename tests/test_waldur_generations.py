@@ -10,7 +10,7 @@ from slurm_sync.domain.components import parse_components
 from slurm_sync.sync.pull import OrderProcessor
 from slurm_sync.domain.desired import NamingPolicy
 from slurm_sync.sync.push import UsageReporter
-from slurm_sync.sync.reported_store import MemoryStore
+from testkit.memory_stores import MemoryStore
 from slurm_sync.slurm.runner import NativeExecutor
 from slurm_sync.slurm.sacctmgr import SacctmgrClient
 from slurm_sync.waldur.api import WaldurAPI

@@ -41,7 +41,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from slurm_sync.domain.components import Components
 from slurm_sync.domain.months import aware
@@ -238,8 +238,3 @@ def fold(plan: ReadPlan, resources: Mapping[str, str], summed: Tally, cutoff: Op
             watermark = max(aware(start), aware(cutoff)) if cutoff is not None else aware(start)
             ledger.entries[account] = Entry(resources[account], max(watermark, aware(month_start)))
     return ledger
-
-
-def accounts_read(plan: ReadPlan) -> Iterable[str]:
-    for _, accounts in plan.reads:
-        yield from accounts

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import chain
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Tuple
+from typing import Callable, Iterable, List, Mapping, Optional, Protocol, Tuple
 
 from slurm_sync.domain.components import Components
 from slurm_sync.domain.months import month_window
@@ -32,24 +32,6 @@ class LedgerStore(Protocol):
         """Replace the month's ledger at once (never half-written)."""
 
     def forget(self, month: Optional[Month] = None) -> None: ...
-
-
-class MemoryLedger:
-    """A LedgerStore in a dict (tests, one-off runs); kept as signed text, as Redis keeps it."""
-
-    def __init__(self, key: bytes = b""):
-        self.data: Dict[Month, Dict[str, str]] = {}
-        self.key = key
-
-    def get(self, month):
-        return MonthLedger.load(self.data[month], self.key) if month in self.data else None
-
-    def put(self, month, ledger):
-        self.data[month] = ledger.dump(self.key)
-
-    def forget(self, month=None):
-        for key in [k for k in self.data if month is None or k == month]:
-            del self.data[key]
 
 
 @dataclass

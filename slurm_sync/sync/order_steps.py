@@ -1,7 +1,9 @@
 """Each order's own Waldur steps in a batch: approve, finish (backend_id, allocation report, done), err, defer.
 
 A transient Waldur error on one of these defers that order alone (result "deferred": the task takes it
-up again) and the batch goes on; a wrong-state answer is settled by reading the order back.
+up again) and the batch goes on; a wrong-state answer is settled by reading the order back. The orders
+of a batch take each step together (:meth:`OrderSteps._each_all`: as many at a time as
+SLURM_SYNC_WALDUR_CONCURRENCY lets through); one order's own calls stay in their order.
 """
 from __future__ import annotations
 
@@ -89,6 +91,13 @@ class OrderSteps:
             log.warning("%d queued order(s) are not orders of offering %s in Waldur (stale or forged messages); "
                         "nothing is done for them: %s", len(rest), self.waldur.offering_uuid,
                         ", ".join(m[:40] for m in rest[:20]))
+
+    def _each_all(self, orders: Sequence[Mapping[str, Any]], step: Callable[..., Any], result: BatchResult) -> list:
+        """:meth:`_each` over many orders, concurrently between orders; values and outcomes in the orders' order."""
+        parts = [BatchResult() for _ in orders]
+        values = self.waldur.each(lambda pair: self._each(pair[0], step, pair[1]), list(zip(orders, parts)))
+        result.outcomes.extend(outcome for part in parts for outcome in part.outcomes)
+        return values
 
     @staticmethod
     def _defer(order: Mapping[str, Any], why: str, result: BatchResult) -> None:

@@ -165,7 +165,7 @@ class OrderProcessor(OrderSteps):
         started = time.monotonic()
         result = BatchResult()
         picked = _one_per_resource(orders)
-        live = [o for o in (self._each(order, self._approved, result) for order in picked) if o]
+        live = [o for o in self._each_all(picked, self._approved, result) if o]
         if any(o.get("state") == "pending-provider" for o in picked):
             live = self._still_executing(live, result)
         unanswered: set = set()
@@ -195,8 +195,8 @@ class OrderProcessor(OrderSteps):
         without reading SLURM again (the plan only added), else None."""
         before = ActualState(tree)
         plan = plan_batch(list(specs.values()), before, self.policy)
-        for uuid, message in plan.errors.items():
-            self._each(by_uuid[uuid], lambda order, r: self._fail(order, message, r), result)
+        self._each_all([by_uuid[uuid] for uuid in plan.errors],
+                       lambda order, r: self._fail(order, plan.errors[order["uuid"]], r), result)
         applied = {uuid: account for uuid, account in plan.accounts.items()}
         held = self._bill_before_removal(applied, specs, resources, before)
         if held:  # their accounts stay: planned again without them (the same tree; nothing was written yet)
@@ -211,10 +211,11 @@ class OrderProcessor(OrderSteps):
             log.warning("a part of %d orders failed in SLURM (%s); retrying one order at a time", len(applied), error)
             applied = self._apply_one_by_one({u: specs[u] for u in applied}, by_uuid, result)
             after = None
-        for uuid, account in applied.items():
-            self._each(by_uuid[uuid], lambda order, r: self._finish(
-                order, account, r, specs[uuid], frozenset(before.users.get(account, ())),
-                resources.get(specs[uuid].resource_uuid) or {}), result)
+        def finish(order: Mapping[str, Any], part: BatchResult) -> None:
+            spec, account = specs[order["uuid"]], applied[order["uuid"]]
+            self._finish(order, account, part, spec, frozenset(before.users.get(account, ())),
+                         resources.get(spec.resource_uuid) or {})
+        self._each_all([by_uuid[uuid] for uuid in applied], finish, result)
         return after
 
     def _bill_before_removal(self, accounts: Mapping[str, str], specs: Mapping[str, AllocationSpec],

@@ -20,9 +20,7 @@ error) is logged and tried again next cycle; the others are reported all the sam
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from slurm_sync.domain.real_tree import ActualState
@@ -30,33 +28,18 @@ from slurm_sync.domain.months import months_to_report
 from slurm_sync.domain.components import Components
 from slurm_sync.domain.names import NamingError, check_account_name
 from slurm_sync.domain.drift import differences
-from slurm_sync.domain.usage import to_wire
 from slurm_sync.slurm.sdiag import accounting_complete_at
 from slurm_sync.sync.month_usage import LedgerStore, MonthUsage
 from slurm_sync.sync.ownership import owned_resources
 from slurm_sync.sync.push_result import PushResult
 from slurm_sync.sync.reported_store import ReportedStore
+from slurm_sync.sync.usage_posts import Month, UsagePosts
 from slurm_sync.waldur.api import WaldurAPI, WaldurHTTPError, WaldurUnavailable
 
 log = logging.getLogger(__name__)
-Month = Tuple[int, int]
 
 
-def _created(resource: Mapping[str, Any]) -> Optional[datetime]:
-    """When Waldur created the resource (None when it does not say): no usage before it is the resource's."""
-    text = str(resource.get("created") or "")
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None  # compute_usage makes it aware
-    except ValueError:
-        return None
-
-
-def billing_date(month: Month) -> str:
-    """A moment inside the month in every time zone (the 15th, noon UTC)."""
-    return datetime(month[0], month[1], 15, 12, tzinfo=timezone.utc).isoformat()
-
-
-class UsageReporter:
+class UsageReporter(UsagePosts):
     """One push cycle (:meth:`run`). With a ``ledger`` each month's settled jobs are kept and only the jobs since
     are read (:mod:`slurm_sync.sync.month_usage`); ``complete_at`` says up to when SLURM's accounting is complete
     (default: ``sdiag`` through the sacctmgr client's runner, :mod:`slurm_sync.slurm.sdiag`, minus ``margin``)."""
@@ -205,126 +188,14 @@ class UsageReporter:
         diff = differences(present, actual, self.components, shown)
         for resource, limits in diff.limits.items():
             log.info("resource %s: limits in SLURM differ from Waldur's; sending %s", resource, limits)
-            if self._call(self.waldur.set_resource_limits, resource, limits):
-                result.limit_posts += 1
-        for resource, user in diff.add:
-            if self._call(self.waldur.create_association, resource, user):
-                result.association_posts += 1
-        for resource, user in diff.remove:
-            if self._call(self.waldur.delete_association, resource, user):
-                result.association_posts += 1
-
-    # -- usage --
-
-    def _report_month(self, month: Month, closed: bool, present: Mapping[str, Dict[str, Any]], now: datetime,
-                      result: PushResult, cutoff: Optional[datetime], mode: str) -> None:
-        """Totals of every resource first (one post each where they changed), then ONE listing of the month's
-        component usages, then the per-user amounts that changed, hung on them."""
-        if not present or not self.usage_types:
-            return
-        read = self.months.read(month, {a: r["uuid"] for a, r in present.items()}, now,
-                                {a: t for a, t in ((a, _created(r)) for a, r in present.items()) if t},
-                                cutoff, mode)
-        report = read.report
-        result.sacct_calls += read.sacct_reads
-        result.jobs += read.rows
-        result.ledger += read.problems
-        if read.recount:
-            result.recounted.append(month)
-        pending = []
-        for account, resource in sorted(present.items()):
-            if resource.get("state") not in ("OK", "Updating", "Terminating"):
-                continue
-            totals = {t: to_wire(report.totals.get(account, {}).get(t, Decimal(0))) for t in self.usage_types}
-            users = {user: {t: to_wire(amounts.get(t, Decimal(0))) for t in self.usage_types}
-                     for user, amounts in report.per_user.get(account, {}).items()}
-            with self._refused(resource["uuid"], account, month, totals, result):
-                users_to_send, sent = self._send_totals(resource["uuid"], month, closed, totals, users, result)
-                if users_to_send:
-                    pending.append((account, resource["uuid"], totals, users, users_to_send, sent))
-        if not pending:
-            return
-        ids = self.waldur.component_usage_ids(f"{month[0]}-{month[1]:02d}-01")
-        for account, uuid, totals, users, changed_users, sent in pending:
-            with self._refused(uuid, account, month, totals, result):
-                self._send_users(uuid, month, closed, users, changed_users, ids.get(uuid.replace("-", ""), {}),
-                                 sent, result)
-
-    @contextmanager
-    def _refused(self, resource: str, account: str, month: Month, totals: Mapping[str, str], result: PushResult):
-        # One resource Waldur will not take (usage over a component's limit_amount, a state that takes no
-        # usage, a component it does not know, a server error on it) must not stop the others' billing. What
-        # was not sent is not recorded as sent: the next cycle tries again.
-        try:
-            yield
-        except WaldurHTTPError as error:
-            note = (f"usage of resource {resource} (account {account}) for {month[0]}-{month[1]:02d} "
-                    f"{'failed' if error.transient else 'refused'} in Waldur: {error}; amounts {dict(totals)}")
-            log.error(note)
-            result.refused.append(note)
-            result.not_accepted.setdefault(resource, (error.transient, str(error)))
-
-    def _send_totals(self, resource: str, month: Month, closed: bool, totals: Dict[str, str],
-                     users: Dict[str, Dict[str, str]], result: PushResult) -> Tuple[Dict[str, Dict[str, str]], Any]:
-        """Post the totals that changed; return {type: {user: amount}} of the per-user amounts that changed, and
-        what is now recorded as sent (read once here, handed to :meth:`_send_users`)."""
-        sent_totals, sent_users = self.store.get(resource, month)
-        changed = {t: a for t, a in totals.items() if sent_totals.get(t) != a}
-        for t, amount in list(changed.items()):
-            before = sent_totals.get(t)
-            if before is not None and Decimal(amount) < Decimal(before):
-                note = (f"usage anomaly: resource {resource} {t} {month[0]}-{month[1]:02d} went down from {before} "
-                        f"to {amount}{' (closed month: not sent)' if closed else ''}")
-                log.warning(note)
-                result.anomalies.append(note)
-                if closed:
-                    del changed[t]
-        # a user's zero that was never sent is no news: Waldur shows no usage for them either way
-        changed_users = {t: {u: v[t] for u, v in users.items() if sent_users.get(u, {}).get(t, "0.00") != v[t]}
-                         for t in self.usage_types}
-        changed_users = {t: v for t, v in changed_users.items() if v}
-        if changed:
-            if closed and not self.waldur.files_usage_by_date:
-                self._unreportable(resource, month, changed, sent_totals, result)
-            else:
-                self.waldur.set_usage(resource, billing_date(month), changed)
-                result.usage_posts += 1
-            sent_totals.update(changed)
-            # recorded at once: a per-user post refused later must not make these totals look unsent
-            self.store.put(resource, month, sent_totals, sent_users)
-        return changed_users, (sent_totals, sent_users)
-
-    def _send_users(self, resource: str, month: Month, closed: bool, users: Dict[str, Dict[str, str]],
-                    changed_users: Dict[str, Dict[str, str]], by_type: Mapping[str, str], sent: Any,
-                    result: PushResult) -> None:
-        sent_totals, sent_users = sent
-        for t, per_user in sorted(changed_users.items()):
-            if t not in by_type:
-                if closed:  # the month's total never reached Waldur (7.0): nothing to hang these on, ever
-                    self._unreportable(resource, month, {f"{t} of {u}": a for u, a in per_user.items()}, {}, result)
-                    for user in per_user:
-                        sent_users.setdefault(user, {})[t] = per_user[user]
-                    self.store.put(resource, month, sent_totals, sent_users)
-                continue  # no component usage to hang user usage on yet (total never posted)
-            # the current line replaces the whole list; 7.0 takes one user per call: only the changed ones
-            send = {u: v[t] for u, v in users.items()} if self.waldur.files_usage_by_date else per_user
-            result.user_usage_posts += self.waldur.set_user_usages(by_type[t], send)
-            for user in per_user:
-                sent_users.setdefault(user, {})[t] = per_user[user]
-            self.store.put(resource, month, sent_totals, sent_users)
-
-    @staticmethod
-    def _unreportable(resource: str, month: Month, amounts: Mapping[str, str], before: Mapping[str, str],
-                      result: PushResult) -> None:
-        """A closed month's change a 7.0-line server cannot take: logged once, with its amount."""
-        for what, amount in sorted(amounts.items()):
-            if Decimal(amount) == Decimal(before.get(what, "0")):
-                continue  # nothing is lost
-            note = (f"unreportable late usage: resource {resource} {what} {month[0]}-{month[1]:02d} is {amount} "
-                    f"in SLURM, {before.get(what, 'nothing')} was reported; this Waldur (7.0 line) files usage "
-                    "under its current month only")
-            log.warning(note)
-            result.unreportable.append(note)
+        posts = [(self.waldur.set_resource_limits, resource, limits, "limit_posts")
+                 for resource, limits in diff.limits.items()]
+        posts += [(call, resource, user, "association_posts") for call, pairs in (
+            (self.waldur.create_association, diff.add), (self.waldur.delete_association, diff.remove))
+            for resource, user in pairs]
+        # each post is one resource's, independent of the others: together, as many at a time as allowed
+        for post, sent in zip(posts, self.waldur.each(lambda post: self._call(*post[:3]), posts)):
+            result.add(post[3], sent)
 
     @staticmethod
     def _call(function, *args) -> bool:

@@ -1,10 +1,12 @@
 """What one push cycle did: counts, and the notes an operator reads (the task returns it; metrics count it)."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
 
 Month = Tuple[int, int]
+_counting = threading.Lock()
 
 
 @dataclass
@@ -28,3 +30,8 @@ class PushResult:
     # {resource uuid: (transient, Waldur's answer)} of the reports that did not go through
     not_accepted: Dict[str, Tuple[bool, str]] = field(default_factory=dict)
     waldur_requests: int = 0
+
+    def add(self, counter: str, count: int) -> None:
+        """A count from one of the resources posted concurrently (their notes are appended whole, atomically)."""
+        with _counting:
+            setattr(self, counter, getattr(self, counter) + count)

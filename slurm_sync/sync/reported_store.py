@@ -22,34 +22,3 @@ class ReportedStore(Protocol):
 
     def first_time(self, note: str) -> bool:
         """True the first time ``note`` is offered (within the store's memory): what is said once."""
-
-
-class MemoryStore:
-    """A ReportedStore in a dict (tests, one-off runs)."""
-
-    def __init__(self):
-        self.data: Dict[Tuple[str, Month], Tuple[Dict[str, str], Dict[str, Dict[str, str]]]] = {}
-        self.states: Dict[str, str] = {}
-        self.noted: set = set()
-
-    def first_time(self, note):
-        fresh = note not in self.noted
-        self.noted.add(note)
-        return fresh
-
-    def state(self, resource):
-        return self.states.get(resource)
-
-    def put_state(self, resource, state):
-        self.states[resource] = state
-
-    def get(self, resource, month):
-        totals, users = self.data.get((resource, month), ({}, {}))
-        return dict(totals), {u: dict(v) for u, v in users.items()}
-
-    def put(self, resource, month, totals, users):
-        self.data[(resource, month)] = (dict(totals), {u: dict(v) for u, v in users.items()})
-
-    def forget(self, resource=None, month=None):
-        for key in [k for k in self.data if (resource is None or k[0] == resource) and (month is None or k[1] == month)]:
-            del self.data[key]

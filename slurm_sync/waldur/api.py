@@ -6,11 +6,12 @@ else (:mod:`slurm_sync.waldur.generation`); the HTTP underneath is :mod:`slurm_s
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import waldur_client
 
 from slurm_sync.domain.desired import DEPARTED_USER_STATES
+from slurm_sync.waldur.concurrency import Limiter, limiter_for, run_each
 from slurm_sync.waldur.generation import CURRENT, V7_0, Generation, GenerationCache, GenerationTracker
 from slurm_sync.waldur.http import (  # noqa: F401 - the errors callers catch are re-exported here
     SessionClient, WaldurError, WaldurHTTPError, WaldurUnavailable, transient, unavailable_when_transient)
@@ -32,9 +33,11 @@ class WaldurAPI:
     """
 
     def __init__(self, api_url: str, token: str, offering_uuid: str, verify_ssl: bool = True, timeout: float = 30.0,
-                 compat: str = "auto", generation_cache: Optional[GenerationCache] = None, retries: int = 3):
+                 compat: str = "auto", generation_cache: Optional[GenerationCache] = None, retries: int = 3,
+                 concurrency: int = 8, limiter: Optional[Limiter] = None):
         waldur_client.verify_ssl = verify_ssl
-        self.client = SessionClient(api_url, token, verify_ssl, timeout, retries)
+        self.limiter = limiter or limiter_for(api_url, concurrency)
+        self.client = SessionClient(api_url, token, verify_ssl, timeout, retries, self.limiter)
         self.offering_uuid = offering_uuid
         self.tracker = GenerationTracker(api_url, compat, generation_cache)
         self.associations_supported = True
@@ -80,6 +83,12 @@ class WaldurAPI:
     def request_count(self) -> int:
         return self.client.request_count
 
+    def each(self, function: Callable[[Any], Any], items: Iterable[Any]) -> List[Any]:
+        """``function`` (intents of this API) over ``items``, as many at a time as the deployment's limiter lets
+        through, results in the items' order; the first error is raised once all have finished. The calls of one
+        item stay in their order: concurrency is between items, never inside one."""
+        return run_each(self.limiter.maximum, function, items)
+
     # -- what the server can do, as intents (callers never ask which generation it is) --
 
     @property
@@ -101,7 +110,7 @@ class WaldurAPI:
 
     # -- orders --
 
-    def active_orders(self, page_size: int = 200) -> List[Dict[str, Any]]:
+    def active_orders(self, page_size: int = 300) -> List[Dict[str, Any]]:
         return self.client.list_orders({"offering_uuid": self.offering_uuid, "state": list(ACTIVE_ORDER_STATES),
                                         "page_size": page_size, "o": "created"})
 

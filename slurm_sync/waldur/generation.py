@@ -15,6 +15,7 @@ worker process) and, through a
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Optional, Protocol, Tuple
 
@@ -57,19 +58,21 @@ class GenerationTracker:
         self.forced = forced
         self.cache = cache
         self._known: Optional[Generation] = None
+        self._lock = threading.RLock()  # intents run on several threads: one probe, not one per thread
 
     def get(self, probe) -> Generation:
         """``probe()`` -> Generation asks the server; called only when nothing is known."""
-        if self._known:
-            return self._known
-        if self.forced in GENERATIONS:
-            self._known = Generation(self.forced, "forced by WALDUR_API_COMPAT")
-            return self._known
-        hit = self.cache.get(self.api_url) if self.cache else None
-        if hit:
-            self._known = Generation(*hit)
-            return self._known
-        return self.learn(probe())
+        with self._lock:
+            if self._known:
+                return self._known
+            if self.forced in GENERATIONS:
+                self._known = Generation(self.forced, "forced by WALDUR_API_COMPAT")
+                return self._known
+            hit = self.cache.get(self.api_url) if self.cache else None
+            if hit:
+                self._known = Generation(*hit)
+                return self._known
+            return self.learn(probe())
 
     def learn(self, generation: Generation) -> Generation:
         if self.forced in GENERATIONS:

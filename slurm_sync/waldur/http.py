@@ -11,12 +11,15 @@ the current one answers 400). Retries and unreachable requests are told to :data
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, List
+import threading
+from typing import Any, Callable, List, Optional
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 from waldur_client import WaldurClient, WaldurClientException
+
+from slurm_sync.waldur.concurrency import Limiter
 
 log = logging.getLogger(__name__)
 WaldurError = WaldurClientException  # every error a Waldur call raises, for callers that need not know the client
@@ -77,20 +80,29 @@ def unavailable_when_transient(function: Callable[..., Any], *args: Any) -> Any:
 
 
 class _BoundedRetry(Retry):
-    """urllib3's retry, with the server's Retry-After capped and every retry counted in the metrics."""
+    """urllib3's retry, with the server's Retry-After capped and every retry counted in the metrics; with a
+    :class:`~slurm_sync.waldur.concurrency.Limiter`, every answer retried is told to it (a Retry-After pauses
+    the whole deployment) and a retry waits out such a pause first."""
+
+    limiter: Limiter  # the deployment's: transient_retry makes a subclass per limiter (urllib3's new() keeps it)
 
     def get_retry_after(self, response):  # type: ignore[override]
         after = super().get_retry_after(response)
         return None if after is None else min(after, RETRY_AFTER_CAP)
 
     def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        self.limiter.answered(*((response.status, self.get_retry_after(response)) if response is not None else (0,)))
         retry = super().increment(method, url, response, error, _pool, _stacktrace)  # raises when spent
         _tell(retry_observers, method or "?", url or "", str(response.status) if response is not None
               else "unreachable")
         return retry
 
+    def sleep(self, response=None):  # type: ignore[override]
+        super().sleep(response)
+        self.limiter.wait_pause()
 
-def transient_retry(attempts: int) -> Retry:
+
+def transient_retry(attempts: int, limiter: Limiter) -> Retry:
     """Transient answers (5xx, 429, a refused or dropped connection) are retried close to the call.
 
     Every call slurm-sync makes is safe to repeat: reads are reads, and each write is either
@@ -100,7 +112,7 @@ def transient_retry(attempts: int) -> Retry:
     reached the server). Waits 0, 1, 2 s (x jitter), Retry-After honoured up to 30 s; when the
     retries are spent the last answer is raised and the task-level retry takes over.
     """
-    return _BoundedRetry(
+    return type("_LimitedRetry", (_BoundedRetry,), {"limiter": limiter})(
         total=attempts, connect=attempts, read=attempts, status=attempts, other=0, redirect=0,
         status_forcelist=RETRIED_STATUSES, allowed_methods=None, backoff_factor=0.5, backoff_max=8.0,
         backoff_jitter=0.3, respect_retry_after_header=True, raise_on_status=False, raise_on_redirect=False)
@@ -110,26 +122,39 @@ class SessionClient(WaldurClient):
     """python-waldur-client with one session, our SSL/timeout settings, transient answers retried close
     to the call (:func:`transient_retry`) and no 409 sleep-retry."""
 
-    def __init__(self, api_url: str, token: str, verify_ssl: bool, timeout: float, retries: int = 3):
+    def __init__(self, api_url: str, token: str, verify_ssl: bool, timeout: float, retries: int = 3,
+                 limiter: Optional[Limiter] = None):
         super().__init__(api_url, token, user_agent="slurm-sync")
         self.session = requests.Session()
-        adapter = HTTPAdapter(max_retries=transient_retry(retries))
+        self.limiter = limiter or Limiter(1)
+        # as many kept-alive connections as the deployment lets requests be in flight
+        adapter = HTTPAdapter(max_retries=transient_retry(retries, self.limiter), pool_maxsize=self.limiter.maximum)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update(self.headers)
         self.session.verify = verify_ssl
         self.timeout = timeout
         self.request_count = 0
+        self._count_lock = threading.Lock()  # requests go out from several threads
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """One request, its retries close to the call included, in one of the deployment's in-flight slots."""
+        with self._count_lock:
+            self.request_count += 1
+        try:
+            with self.limiter.slot():
+                response = self.session.request(method.upper(), url, **kwargs)
+        except requests.RequestException as error:
+            _tell(unreachable_observers, method, url)
+            raise WaldurUnavailable(f"{method.upper()} {url}: {error}") from None
+        if response.status_code not in RETRIED_STATUSES:  # the retried ones were told by the retry
+            self.limiter.answered(response.status_code)
+        return response
 
     def _make_request(self, method, url, valid_states, retry_count=3, prev_response_data=None, **kwargs):
         kwargs.pop("headers", None)
         kwargs.setdefault("timeout", self.timeout)
-        self.request_count += 1
-        try:
-            response = self.session.request(method.upper(), url, **kwargs)
-        except requests.RequestException as error:
-            _tell(unreachable_observers, method, url)
-            raise WaldurUnavailable(f"{method.upper()} {url}: {error}") from None
+        response = self._send(method, url, **kwargs)
         if response.status_code not in valid_states:
             raise WaldurHTTPError(method, url, response.status_code, response.text)
         if method == "head":
@@ -149,12 +174,7 @@ class SessionClient(WaldurClient):
         params = kwargs.get("params")
         result: List[Any] = []
         while url:
-            self.request_count += 1
-            try:
-                response = self.session.get(url, params=params, timeout=self.timeout)
-            except requests.RequestException as error:
-                _tell(unreachable_observers, "get", url)
-                raise WaldurUnavailable(f"GET {url}: {error}") from None
+            response = self._send("get", url, params=params, timeout=self.timeout)
             if response.status_code != 200:
                 raise WaldurHTTPError("get", url, response.status_code, response.text)
             page = response.json()

@@ -4,10 +4,11 @@
 class ApiError(Exception):
     """Raised by handlers and the store; the server turns it into an HTTP answer."""
 
-    def __init__(self, status: int, body):
+    def __init__(self, status: int, body, headers=None):
         super().__init__(status, body)
         self.status = status
         self.body = body
+        self.headers = dict(headers or {})
 
 
 def not_found(model: str) -> ApiError:

@@ -21,10 +21,11 @@ class Faults:
             self._latency = []   # (seconds, path_contains)
             self._random = random.Random(0)
 
-    def fail_next(self, n, status=503, path_contains=None, after=False):
-        """Answer the next ``n`` matching calls with ``status`` (rules queue up); ``after``: once handled."""
+    def fail_next(self, n, status=503, path_contains=None, after=False, retry_after=None):
+        """Answer the next ``n`` matching calls with ``status`` (rules queue up); ``after``: once handled;
+        ``retry_after``: seconds sent in a Retry-After header (a 429 or 503 of a server asking to slow down)."""
         with self._lock:
-            self._next.append([int(n), int(status), path_contains, bool(after)])
+            self._next.append([int(n), int(status), path_contains, bool(after), retry_after])
 
     def fail_rate(self, rate, status=500, path_contains=None, seed=None, after=False):
         """Answer a random share ``rate`` (0..1) of matching calls with ``status`` (``after``: once handled);
@@ -58,7 +59,7 @@ class Faults:
             for rule in self._next:
                 if rule[0] > 0 and self._matches(path, rule[2]):
                     rule[0] -= 1
-                    return Decision(delay, rule[1], rule[3])
+                    return Decision(delay, rule[1], rule[3], retry_after=rule[4])
             for rate, status, where, after in self._rates:
                 if self._matches(path, where) and self._random.random() < rate:
                     return Decision(delay, status, after, drop=status is None)
@@ -71,6 +72,7 @@ class Decision:
     status: "int | None" = None  # answer with this instead of the real answer
     after: bool = False  # the call is handled first (its work is done), then the fault strikes
     drop: bool = False  # close the connection with no answer
+    retry_after: "float | None" = None  # seconds, sent as Retry-After with the injected status
 
     @property
     def fails(self) -> bool:

@@ -62,6 +62,13 @@ class RequestHandler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = parse_qs(parts.query, keep_blank_values=True)
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        arrived = emulator.log.enter()
+        try:
+            self._handle_call(emulator, parts, query, raw, arrived)
+        finally:
+            emulator.log.leave()
+
+    def _handle_call(self, emulator, parts, query, raw, arrived):
         body = None
         fault = emulator.faults.decide(parts.path)
         if fault.delay:
@@ -74,22 +81,24 @@ class RequestHandler(BaseHTTPRequestHandler):
             if fault.fails:  # after: the work is done, the answer is lost
                 self._strike(fault)
         except errors.ApiError as error:
-            response = Response(error.status, error.body)
+            response = Response(error.status, error.body, error.headers)
         except _Dropped:
-            emulator.log.append(RequestRecord(self.command, parts.path, query, 0, body))
+            emulator.log.append(RequestRecord(self.command, parts.path, query, 0, body, arrived))
             self.close_connection = True
             return
         except Exception:  # a bug in the emulator: answer like Django would, keep serving
             log.error("emulator error on %s %s\n%s", self.command, self.path, traceback.format_exc())
             response = Response(500, "Internal Server Error")
-        emulator.log.append(RequestRecord(self.command, parts.path, query, response.status, body))
+        emulator.log.append(RequestRecord(self.command, parts.path, query, response.status, body, arrived,
+                                          time.monotonic()))
         self._send(response)
 
     @staticmethod
     def _strike(fault):
         if fault.drop:
             raise _Dropped()
-        raise errors.ApiError(fault.status, {"detail": "Injected fault."})
+        headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+        raise errors.ApiError(fault.status, {"detail": "Injected fault."}, headers)
 
     @staticmethod
     def _parse_json(raw):
