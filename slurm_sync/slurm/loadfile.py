@@ -107,3 +107,22 @@ def render_defaults(cluster: str, moves: Iterable[Tuple[str, str, Sequence[str]]
                   f"Parent - '{account}'"]
         lines += [f"User - '{safety.user(user)}':DefaultAccount='{account}'" for user in users]
     return "\n".join(lines) + "\n"
+
+
+def render_marks(cluster: str, marks: Iterable[Tuple[str, str, str]]) -> str:
+    """A load file changing only the Description of existing accounts: (account, parent, Description).
+
+    Each account is listed under the parent it has (``load`` would move it otherwise), with no Organization,
+    limit, QoS or user: ``load`` leaves those as they are and changes the Description alone (measured on 22.05,
+    ``sacctmgr dump`` before and after differs in Descriptions only; tests/test_adopt_bed.py checks it).
+    """
+    safety.name(cluster, "cluster")
+    by_parent: Dict[str, List[str]] = {}
+    for account, parent, description in marks:
+        by_parent.setdefault(safety.name(parent, "parent account"), []).append(
+            f"Account - '{safety.owned_account(account)}':Description='{safety.text(description, 'description')}'")
+    lines = [f"Cluster - '{cluster}'"]
+    for parent, accounts in by_parent.items():
+        lines.append(f"Parent - '{parent}'")
+        lines.extend(accounts)
+    return "\n".join(lines) + "\n"
