@@ -8,6 +8,7 @@ printed variable is then checked by slurm-sync's own settings parser, so what is
 """
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -24,6 +25,9 @@ _BACKEND = {"customer_prefix": "SLURM_CUSTOMER_PREFIX", "project_prefix": "SLURM
             "enable_user_homedir_account_creation": "ENABLE_USER_HOMEDIR_ACCOUNT_CREATION"}
 _TOP = {"sentry_dsn": "SENTRY_DSN", "timezone": "SLURM_SYNC_USAGE_TIMEZONE"}
 SECRETS = ("WALDUR_API_TOKEN", "SENTRY_DSN")
+HANDLED = {"offerings", "name", "backend_settings", "backend_components", "backend_type", "order_processing_backend",
+           "reporting_backend", "membership_sync_backend", "root_account"}
+_PLAIN = re.compile(r"[A-Za-z0-9_./:*@%+,=-]*")  # printed as is: systemd, compose and a shell read it alike
 COMPONENT_FIELDS = ("limit", "measured_unit", "accounting_type", "label", "unit_factor")
 # what is known to have no equivalent, and why (anything else unknown is listed as such)
 WHY = {
@@ -32,8 +36,8 @@ WHY = {
     "cluster_name": "slurm-sync works on the one cluster `sacctmgr show cluster` lists; check that it is this one",
     "parent_account": "a flat hierarchy (projects under one parent, no customer accounts); slurm-sync keeps "
                       "customer -> project -> allocation, and `adopt` refuses such accounts",
-    "qos_default": "slurm-sync manages no QoS (no pause or downscale)", "qos_paused": "slurm-sync manages no QoS",
-    "qos_downscaled": "slurm-sync manages no QoS", "qos_management": "slurm-sync manages no QoS",
+    **dict.fromkeys(("qos_default", "qos_paused", "qos_downscaled", "qos_management"),
+                    "slurm-sync manages no QoS (no pause or downscale)"),
     "default_homedir_umask": "home directories are made by mkhomedir_helper with its default umask",
     "homedir_base_path": "home directories are made where the system puts them (mkhomedir_helper)",
     "slurm_bin_path": "slurm-sync runs sacctmgr/sacct from PATH (or in SLURM_CONTAINER_NAME)",
@@ -58,6 +62,12 @@ def _text(value: Any) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
+def _shown(key: str, value: Any) -> str:
+    """A value said beside its setting: scalars only, never one that may be a secret (an LDAP bind password)."""
+    secret = re.search(r"pass|secret|token|key|dsn", key)
+    return f" = {value!r}" if isinstance(value, (str, int, float)) and not secret else ""
+
+
 def translate(config: Mapping[str, Any], which: Optional[str] = None
               ) -> Tuple[Dict[str, str], Dict[str, Dict[str, Any]], List[str]]:
     """(environment, components, settings with no equivalent: one line each)."""
@@ -65,27 +75,17 @@ def translate(config: Mapping[str, Any], which: Optional[str] = None
     backend = offering.get("backend_settings") or {}
     env: Dict[str, str] = {}
     missing: List[str] = []
-    for key, value in config.items():
-        if key in _TOP and value:
-            env[_TOP[key]] = _text(value)
-        elif key not in ("offerings",) and value not in (None, "", [], {}):
-            missing.append(f"{key}: {WHY.get(key, 'no equivalent')}")
-    for key, value in offering.items():
-        if key in _OFFERING:
-            env[_OFFERING[key]] = _text(value)
-        elif key not in ("name", "backend_settings", "backend_components", "backend_type", "order_processing_backend",
-                         "reporting_backend", "membership_sync_backend") and value not in (None, "", False, [], {}):
-            missing.append(f"{key}: {WHY.get(key, 'no equivalent')}")
+    for where, section, table in (("", config, _TOP), ("", offering, _OFFERING), ("backend_settings.", backend, _BACKEND)):
+        for key, value in section.items():
+            if key in table and value not in (None, ""):
+                env[table[key]] = _text(value)
+            elif key not in table and key not in HANDLED and value not in (None, "", False, [], {}):
+                missing.append(f"{where}{key}{_shown(key, value)}: {WHY.get(key, 'no equivalent')}")
     pulls = offering.get("order_processing_backend", "slurm") == "slurm"
     pushes = offering.get("reporting_backend", "slurm") == "slurm"
     env["WALDUR_SYNC_DIRECTION"] = "both" if pulls and pushes else "push" if pushes else "pull"
     if offering.get("membership_sync_backend", "slurm") != "slurm" and pulls:
         missing.append("membership_sync_backend: slurm-sync syncs teams whenever it pulls")
-    for key, value in backend.items():
-        if key in _BACKEND:
-            env[_BACKEND[key]] = _text(value)
-        elif key not in ("root_account",) and value not in (None, "", False, [], {}):
-            missing.append(f"backend_settings.{key} = {value!r}: {WHY.get(key, 'no equivalent')}")
     # customers hang under root_account, else default_account, else root (the incumbent's own fallback)
     env["SLURM_DEFAULT_ACCOUNT"] = str(backend.get("root_account") or backend.get("default_account") or "root")
     if backend.get("execution_mode", "cli") == "cli":
@@ -95,11 +95,10 @@ def translate(config: Mapping[str, Any], which: Optional[str] = None
         spec = dict(spec or {})
         components[str(name)] = {key: spec[key] for key in COMPONENT_FIELDS if spec.get(key) is not None}
         if spec.get("accounting_type") not in ("usage", "limit"):
-            missing.append(f"backend_components.{name}.accounting_type = {spec.get('accounting_type')!r}: "
-                           "slurm-sync has usage and limit")
-        for key, value in spec.items():
-            if key not in COMPONENT_FIELDS and value not in (None, "", False, [], {}):
-                missing.append(f"backend_components.{name}.{key} = {value!r}: no equivalent")
+            missing.append(f"{name}.accounting_type{_shown('', spec.get('accounting_type'))}: slurm-sync has "
+                           "usage and limit")
+        missing += [f"{name}.{key}{_shown(key, value)}: no equivalent" for key, value in spec.items()
+                    if key not in COMPONENT_FIELDS and value not in (None, "", False, [], {})]
     return env, components, missing
 
 
@@ -119,7 +118,7 @@ def render(env: Mapping[str, str], components: Mapping[str, Any], missing: List[
         value = env[name]
         if name in SECRETS and value and not with_secrets:
             value = "****" + value[-4:]
-        lines.append(f"{name}={shlex.quote(value)}")
+        lines.append(f"{name}={value if _PLAIN.fullmatch(value) else shlex.quote(value)}")
     lines += ["", "# ---- config-components.yaml ----",
               yaml.safe_dump(components, sort_keys=False, default_flow_style=False).rstrip("\n")]
     lines += ["", f"# ---- {len(missing)} setting(s) with no equivalent in slurm-sync ----"]
