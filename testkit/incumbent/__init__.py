@@ -22,10 +22,11 @@ def available() -> bool:
 
 def build(backend_settings: Mapping[str, Any], backend_components: Mapping[str, Any],
           resources: Sequence[Mapping[str, Any]], env: Optional[Mapping[str, str]] = None,
-          timeout: float = 3600) -> Dict[str, str]:
-    """{resource uuid: the backend_id the incumbent gave it}, its accounts made on the bed ``env`` points at."""
+          timeout: float = 3600, mode: str = "build") -> Dict[str, Any]:
+    """{resource uuid: the backend_id the incumbent gave it}, its accounts made on the bed ``env`` points at; with
+    ``mode="names"``, {uuid: [customer, project, allocation account]} as it names them, and nothing made."""
     spec = {"backend_settings": dict(backend_settings), "backend_components": dict(backend_components),
-            "resources": list(resources)}
+            "resources": list(resources), "mode": mode}
     done = subprocess.run([str(PYTHON), str(SCRIPT)], input=json.dumps(spec), capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
     if done.returncode:
