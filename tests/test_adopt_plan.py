@@ -139,3 +139,17 @@ def test_resource_from_waldur_rows_of_both_generations():
            "project_slug": None}  # 7.0: no slugs; None and absent read as ""
     assert Resource.from_waldur(row) == Resource(uuid=R[0], backend_id="hpc_run-1", name="x", project_uuid=P1,
                                                  customer_uuid=C1)
+
+
+def test_the_marks_load_lists_each_account_under_its_parent_with_its_description_alone():
+    import pytest
+    from slurm_sync.slurm.loadfile import render_marks
+
+    text = render_marks("lab", [("hpc_genomics", "root", ownership_mark("customer", C1)),
+                                ("hpc_run", "hpc_genomics", ownership_mark("project", P1))])
+    assert text.splitlines() == ["Cluster - 'lab'", "Parent - 'root'",
+                                 f"Account - 'hpc_genomics':Description='waldur-customer-{C1}'",
+                                 "Parent - 'hpc_genomics'", f"Account - 'hpc_run':Description='waldur-project-{P1}'"]
+    for bad in [("hpc_run", "root", "x'|y"), ("Bad|name", "root", "waldur-project-x"), ("ok", "ro\not", "d")]:
+        with pytest.raises(ValueError):
+            render_marks("lab", [bad])
