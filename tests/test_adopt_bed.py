@@ -223,3 +223,35 @@ def test_the_command_prints_one_line_per_resource_and_exits_1_when_some_are_refu
     lines = [line for line in out.getvalue().splitlines() if not line.startswith("#")]
     assert sorted(line.split(" ")[0] for line in lines) == ["adopted", "refused"]
     assert "1 adopted, 0 already ours, 1 refused" in out.getvalue()
+
+
+def test_an_older_slurm_syncs_parents_are_upgraded_and_orders_go_on(site, waldur):
+    """Parents an older slurm-sync made carry plain-name marks (waldur-project-<own name>): orders err until adopt
+    gives them uuid marks, then a Create goes under them (no second parent) and team sync reaches the allocation."""
+    c, p, a = site.prefixes
+    customer, project = c + "gen", p + "run"
+    owner = site.project("gen", "run")
+    resource = waldur.add_resource(site.offering["uuid"], owner["uuid"], "old", backend_id=a + "old")
+    waldur.add_team_member(resource["uuid"], site.users["adoptu1"]["uuid"])
+    sacctmgr("-i", "add", "account", customer, f"parent={site.sandbox}", f"Description=waldur-customer-{customer}")
+    sacctmgr("-i", "add", "account", project, f"parent={customer}", f"Description=waldur-project-{project}")
+    sacctmgr("-i", "add", "account", a + "old", f"parent={project}",
+             f"Description={ownership_mark('allocation', resource['uuid'])}")
+    create = waldur.create_order(site.offering["uuid"], owner["uuid"], type="Create", limits={"cpu": 5},
+                                 attributes={"name": "new"})
+    result = site.processor().process(site.api.active_orders())
+    assert "slurm-sync adopt --apply" in waldur.get_order(create["uuid"])["error_message"]
+    assert result.by_result("done") == [] and set(slurm_tree(site.sandbox)[0]) == {customer, project, a + "old"}
+
+    adoption, _ = site.adopt(apply=True)
+    assert adoption.count("adopted") == 1 and len(site.spy.writes) == 1
+    assert descriptions({customer, project}) == {customer: ownership_mark("customer", owner["customer_uuid"]),
+                                                 project: ownership_mark("project", owner["uuid"])}
+    create = waldur.create_order(site.offering["uuid"], owner["uuid"], type="Create", limits={"cpu": 5},
+                                 attributes={"name": "new"})
+    assert site.processor().process(site.api.active_orders()).by_result("done") == [create["uuid"]]
+    accounts = slurm_tree(site.sandbox)[0]
+    assert accounts[waldur.get_resource(create["marketplace_resource_uuid"])["backend_id"]] == project
+    assert sorted(x for x in accounts if x.startswith((c, p))) == [customer, project]
+    sync = MembershipSync(site.api, site.slurm, site.policy).run()
+    assert ("adoptu1", a + "old") in sync.added and sync.not_owned == []
