@@ -263,15 +263,21 @@ def test_a_user_with_partition_associations_elsewhere_is_not_deleted_whole():
     assert plan.operations[-1] == RemoveUsers((("bob", "a_alloc"),))
 
 
-def test_parents_an_earlier_slurm_sync_marked_by_name_are_still_found():
-    """Upgrade: customer and project accounts made before uuid marks carry waldur-<kind>-<their own name>."""
+def test_parents_an_earlier_slurm_sync_marked_by_name_are_never_taken_by_name_and_never_doubled():
+    """Upgrade: customer and project accounts made before uuid marks carry waldur-<kind>-<their own name>. They are
+    not taken by their name (a customer copying another's slug would land in the other's account), and no second
+    parent is made beside them: the order errs naming `slurm-sync adopt --apply`, which gives them uuid marks."""
     rows = [acct("waldur", "root", description="waldur-slurm-sync"), acct("c_x", "waldur", description="waldur-customer-c_x"),
             acct("p_x", "c_x", description="waldur-project-p_x"),
             acct("a_alloc", "p_x", {"cpu": 600}, ownership_mark("allocation", R1)),
             user("alice", "a_alloc", default=True), user("bob", "a_alloc", default=True)]
     plan = plan_batch([spec(allocation="a_alloc", limits={"cpu": 1200})], tree(*rows), POLICY)
-    assert not plan.errors and plan.operations == [SetLimits((("a_alloc", {"cpu": 1200}),), (("a_alloc", "p_x"),))]
+    assert plan.empty and "slurm-sync adopt --apply" in plan.errors["o1"] and "'c_x'" in plan.errors["o1"]
     create = plan_batch([spec(order="c", source="new", resource=R2)], tree(*rows), POLICY)
+    assert create.empty and "slurm-sync adopt --apply" in create.errors["c"]
+    upgraded = [acct("c_x", "waldur", description=ownership_mark("customer", CX)),
+                acct("p_x", "c_x", description=ownership_mark("project", PX))] + rows[3:]
+    create = plan_batch([spec(order="c", source="new", resource=R2)], tree(rows[0], *upgraded), POLICY)
     assert [(a.name, a.parent) for a in create.operations[0].accounts] == [("a_new", "p_x")]
 
 

@@ -95,6 +95,7 @@ CALLS: Dict[str, Callable[[WaldurAPI, Any], Any]] = {
     "set_order_done": lambda api, w: api.set_order_done(w.executing),
     "set_order_erred": lambda api, w: api.set_order_erred(w.executing, "sacctmgr failed"),
     "resources": lambda api, w: api.resources(),
+    "live_resources": lambda api, w: api.live_resources(),
     "resource": lambda api, w: api.resource(w.resource),
     "offering_logins": lambda api, w: api.offering_logins(),
     "project_members": lambda api, w: api.project_members(),

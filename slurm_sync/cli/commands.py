@@ -26,6 +26,16 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return print_plan()
 
 
+def _cmd_adopt(args: argparse.Namespace) -> int:
+    from slurm_sync.cli.adopt import main as adopt_main
+    return adopt_main(apply=args.apply)
+
+
+def _cmd_import_config(args: argparse.Namespace) -> int:
+    from slurm_sync.cli.import_config import main as import_main
+    return import_main(args.config, with_secrets=args.with_secrets, offering=args.offering)
+
+
 def _cmd_load_components(args: argparse.Namespace) -> int:
     from slurm_sync.domain.components import load_components
     from slurm_sync.settings import load_settings
@@ -79,6 +89,17 @@ def _parser() -> argparse.ArgumentParser:
         func=_cmd_check_config)
     sub.add_parser("plan", help="print the sacctmgr changes the pending orders would cause, applying nothing"
                    ).set_defaults(func=_cmd_plan)
+    adopt = sub.add_parser("adopt", help="take over the accounts waldur-site-agent (or an older slurm-sync) made: "
+                           "one line per resource; writes nothing without --apply")
+    adopt.add_argument("--apply", action="store_true", help="write the ownership marks (Descriptions only), "
+                       "in one sacctmgr load")
+    adopt.set_defaults(func=_cmd_adopt)
+    imported = sub.add_parser("import-config", help="print the environment file and config-components.yaml "
+                              "equivalent to a waldur-site-agent config.yaml")
+    imported.add_argument("config", help="the waldur-site-agent configuration file")
+    imported.add_argument("--offering", help="the offering's name or uuid, when the file has several")
+    imported.add_argument("--with-secrets", action="store_true", help="print the token unmasked")
+    imported.set_defaults(func=_cmd_import_config)
     sub.add_parser("load-components", help="create/update the offering's components from config-components.yaml"
                    ).set_defaults(func=_cmd_load_components)
     sub.add_parser("diagnostics", help="check settings, SLURM, TRES, Waldur, Redis and broker: one line each, "

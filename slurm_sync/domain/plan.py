@@ -128,7 +128,9 @@ class _Planner:
 
     def resolve(self, changes: _Changes, ref: AccountRef, parent: str) -> str:
         """The account ``ref`` marks (it must hang under ``parent``), else a new one under a free name."""
-        found = self.marked(ref.mark, changes) or self._legacy(ref)
+        found = self.marked(ref.mark, changes)
+        if not found:
+            self._refuse_legacy(ref)
         if found:
             if self.parent(found, changes) != parent:
                 raise OrderRejected(f"SLURM account {found!r} ({ref.mark}) is under {self.parent(found, changes)!r}, "
@@ -141,14 +143,16 @@ class _Planner:
         raise OrderRejected(f"SLURM accounts {', '.join(map(repr, ref.names))} exist and are not slurm-sync's for "
                             f"{ref.mark}; rename them or change the SLURM_*_PREFIX settings")
 
-    def _legacy(self, ref: AccountRef) -> Optional[str]:
-        """A parent made by a slurm-sync before uuid marks: its Description names the account itself
-        (``waldur-project-<name>``). Taken for its plain name only, where Waldur's unique slugs put it."""
+    def _refuse_legacy(self, ref: AccountRef) -> None:
+        """A parent an older slurm-sync made carries a plain-name mark (``waldur-project-<its own name>``). It is
+        never taken by that name (a customer that copied another's slug would land in the other's account), and
+        no second parent is made beside it either: ``slurm-sync adopt --apply`` proves it and gives it its uuid."""
         name = ref.names[0]
         kind = ref.mark.split("-")[1]
-        if self.actual.description(name) == ownership_mark(kind, name) and name not in self.done.remove_accounts:
-            return name
-        return None
+        if self.actual.description(name) == ownership_mark(kind, name):
+            raise OrderRejected(f"SLURM account {name!r} was made by an older slurm-sync (Description "
+                                f"{self.actual.description(name)!r}): run `slurm-sync adopt --apply` to prove it is "
+                                f"{ref.mark} and mark it, then order again")
 
     def owned_allocation(self, spec: AllocationSpec, changes: _Changes) -> Optional[str]:
         """The existing account of ``spec``'s resource: its backend_id cross-checked with the ownership mark.

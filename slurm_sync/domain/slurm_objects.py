@@ -118,8 +118,15 @@ class RemoveAccounts:
     accounts: Tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class MarkAccounts:
+    """Set the Description (slurm-sync's ownership mark) of existing accounts and nothing else: ``adopt --apply``."""
+
+    marks: Tuple[Tuple[str, str, str], ...]  # (account, its current parent, Description)
+
+
 Operation = Union[AddAccounts, SetLimits, AddUsers, SetDefaultAccounts, RemoveUsers, DeleteUsers, CancelJobs,
-                  CancelUserJobs, RemoveAccounts]
+                  CancelUserJobs, RemoveAccounts, MarkAccounts]
 
 
 # ---- accounting ------------------------------------------------------------------

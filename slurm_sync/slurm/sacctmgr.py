@@ -18,10 +18,11 @@ from slurm_sync.domain import alphabet as safety
 from slurm_sync.slurm import loadfile
 from slurm_sync.slurm.runner import CommandResult, NativeExecutor, SlurmCommandError, changed_nothing
 from slurm_sync.slurm.write_groups import chunks as _chunks, cross_groups as _cross_groups
-from slurm_sync.domain.slurm_objects import (AddAccounts, AddUsers, Association, CancelJobs, CancelUserJobs, DeleteUsers, Operation,
-                    RemoveAccounts, RemoveUsers, SetDefaultAccounts, SetLimits)
-from slurm_sync.slurm.parse import (ASSOC_FIELDS, LIMIT_FIELDS, USER_FIELDS, parse_associations, parse_default_accounts, parse_descriptions,
-                                     parse_limits_and_users, parse_tres)
+from slurm_sync.domain.slurm_objects import (AddAccounts, AddUsers, Association, CancelJobs, CancelUserJobs, DeleteUsers,
+                                            MarkAccounts, Operation, RemoveAccounts, RemoveUsers, SetDefaultAccounts,
+                                            SetLimits)
+from slurm_sync.slurm.parse import (ASSOC_FIELDS, LIMIT_FIELDS, USER_FIELDS, parse_associations, parse_default_accounts,
+                                    parse_descriptions, parse_limits_and_users, parse_tres)
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ class SacctmgrClient:
             AddAccounts: self._add_accounts, SetLimits: self._set_limits, AddUsers: self._add_users,
             SetDefaultAccounts: self._set_defaults, RemoveUsers: self._remove_users, DeleteUsers: self._delete_users,
             CancelJobs: self._cancel_jobs, CancelUserJobs: self._cancel_user_jobs,
-            RemoveAccounts: self._remove_accounts,
+            RemoveAccounts: self._remove_accounts, MarkAccounts: self._mark_accounts,
         }
         try:
             for operation in operations:
@@ -177,6 +178,11 @@ class SacctmgrClient:
             text = loadfile.render(self.cluster, op.accounts, op.users)
             logger.debug("load file:\n%s", text)
             self._write(report, ["load", "file=/dev/stdin"], input=text)
+
+    def _mark_accounts(self, op: MarkAccounts, report: ApplyReport) -> None:
+        """Every Description in ONE ``load`` (see :func:`loadfile.render_marks`): one commit for any number."""
+        if op.marks:
+            self._write(report, ["load", "file=/dev/stdin"], input=loadfile.render_marks(self.cluster, op.marks))
 
     def _set_limits(self, op: SetLimits, report: ApplyReport) -> None:
         """Accounts sharing one limit set share one ``modify`` (one commit, ~0.35 s, however many

@@ -88,8 +88,8 @@ class MembershipSync:
                 metrics.observe_skipped_user()
             wanted[account] = users
         if result.not_owned:
-            log.info("membership sync: %d resource(s) have no account slurm-sync can prove it owns; left alone",
-                     len(result.not_owned))
+            log.info("membership sync: %d resource(s) have no account slurm-sync can prove it owns; left alone "
+                     "(`slurm-sync adopt` says why for each)", len(result.not_owned))
         plan = membership_plan(wanted, actual, self.policy)
         if plan.operations:
             report = self.slurm.apply(plan.operations)

@@ -19,6 +19,7 @@ from slurm_sync.waldur.http import (  # noqa: F401 - the errors callers catch ar
 log = logging.getLogger(__name__)
 
 ACTIVE_ORDER_STATES = ("pending-provider", "executing")
+LIVE_RESOURCE_STATES = ("Creating", "OK", "Erred", "Updating", "Terminating")
 ORDER_FIELDS = ("uuid", "type", "state", "marketplace_resource_uuid", "resource_name", "limits", "attributes",
                 "project_uuid", "project_name", "project_slug", "customer_uuid", "customer_name", "customer_slug",
                 "backend_id", "error_message", "created", "modified", "offering_uuid")
@@ -139,6 +140,10 @@ class WaldurAPI:
     def resources(self, states: Iterable[str] = ("OK", "Erred")) -> List[Dict[str, Any]]:
         return self.client._query_resource_list(waldur_client.Endpoints.MarketplaceProviderResources, {
             "offering_uuid": self.offering_uuid, "state": list(states), "page_size": 300})
+
+    def live_resources(self) -> List[Dict[str, Any]]:
+        """Every resource of the offering that is not Terminated (``adopt`` proves each one's account)."""
+        return self.resources(LIVE_RESOURCE_STATES)
 
     def resource(self, resource_uuid: str) -> Dict[str, Any]:
         url = self.client._build_resource_url(waldur_client.Endpoints.MarketplaceProviderResources, resource_uuid)
