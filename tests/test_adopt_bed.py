@@ -17,7 +17,7 @@ from slurm_sync.slurm.sacctmgr import SacctmgrClient
 from slurm_sync.sync.membership import MembershipSync
 from slurm_sync.sync.pull import OrderProcessor
 from slurm_sync.sync.push import UsageReporter
-from slurm_sync.sync.reported_store import MemoryStore
+from testkit.memory_stores import MemoryStore
 from slurm_sync.waldur.api import WaldurAPI
 from testkit import incumbent
 
