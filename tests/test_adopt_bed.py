@@ -209,9 +209,8 @@ def test_bad_input_is_refused_and_nothing_of_it_is_written(site, slurm_bed, wald
     assert adoption.count("adopted") == 0 and site.spy.writes == [] and dump(slurm_bed.cluster) == before
 
 
+@pytest.mark.parametrize("waldur_profile", ["current"])  # the command's wiring is the same on both lines
 def test_the_command_prints_one_line_per_resource_and_exits_1_when_some_are_refused(site, capsys, waldur):
-    if site.waldur.store.profile.name != "current":
-        pytest.skip("the command's wiring is the same on both lines")
     made = site.incumbent_made(("gen", "run", "run one", ("adoptu1",)))
     site.waldur.add_resource(site.offering["uuid"], made["run one"]["project_uuid"], "no account")
     env = {"WALDUR_API_URL": waldur.url, "WALDUR_API_TOKEN": waldur.token,
