@@ -40,4 +40,6 @@ def test_plan_of_a_terminate_with_a_running_job_prints_the_scancel_and_goes_on(w
         assert account in subprocess.run(["sacctmgr", "-P", "-n", "show", "account", "format=Account"],
                                          capture_output=True, text=True, timeout=30).stdout.split()
     finally:
+        from tests.plugins.slurm_bed import remove_sandbox
         subprocess.run(["scancel", job], timeout=30)
+        remove_sandbox(sync_env["SLURM_DEFAULT_ACCOUNT"])  # made by the product under root, beside the sandbox
