@@ -25,7 +25,12 @@ from tests.plugins.slurm_bed import ensure_unix_user, sacctmgr
 from tests.pull_scenario import COMPONENTS_YAML, OFFERING_COMPONENTS, slurm_tree
 from tests.test_membership import Spy
 
-pytestmark = [pytest.mark.bed, pytest.mark.skipif(not incumbent.available(), reason="run scripts/setup")]
+pytestmark = pytest.mark.bed
+
+
+@pytest.fixture(autouse=True)
+def _the_incumbent():
+    incumbent.require()
 USERS = ("adoptu1", "adoptu2", "adoptu3")
 # the incumbent's components: its unit_factor means what ours does (SLURM TRES-minutes per Waldur unit)
 INCUMBENT_COMPONENTS = {

@@ -2,7 +2,6 @@
 import io
 import subprocess
 
-import pytest
 import yaml
 
 from slurm_sync.cli.import_config import main
@@ -68,8 +67,7 @@ def sections(output):
 
 def test_the_incumbents_file_is_read_by_its_own_parser(tmp_path):
     """The fixture is a file the incumbent itself accepts (its Pydantic configuration), not a guess at one."""
-    if not incumbent.available():
-        pytest.skip("run scripts/setup")
+    incumbent.require()
     path = tmp_path / "config.yaml"
     path.write_text(CONFIG)
     check = ("from waldur_site_agent.common.utils import load_configuration as l; c = l(%r); "

@@ -16,6 +16,16 @@ PYTHON = REPO / ".venv-incumbent" / "bin" / "python"
 SCRIPT = Path(__file__).with_name("build_tree.py")
 
 
+def require() -> None:
+    """Skip a test that needs the incumbent's venv when it is missing, except under CI (CI=true, as .ci/run sets),
+    where a test that cannot run is a failure: scripts/setup installs it."""
+    import os
+
+    import pytest
+    if not available():
+        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)("no .venv-incumbent: run scripts/setup")
+
+
 def available() -> bool:
     return PYTHON.exists()
 
